@@ -1,0 +1,149 @@
+//! Upload configuration: plain data with documented defaults, validated once.
+
+use crate::checksum::ChecksumAlgorithm;
+use crate::plan::{MAX_PART_SIZE, MIN_PART_SIZE};
+use crate::retry::RetryPolicy;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Default number of requests in flight (small-file PUTs and parts together).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default part size of multipart uploads.
+pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
+/// Files of this size or more go multipart.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * MIB;
+/// Default budget of request data held in memory by the pipeline (daemon bodies).
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * MIB;
+/// Largest accepted concurrency.
+pub const MAX_CONCURRENCY: usize = 1024;
+
+/// How a job uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadConfig {
+    /// Requests in flight, shared by every file and part (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: usize,
+    /// Part size of multipart uploads (default [`DEFAULT_PART_SIZE`]); raised automatically
+    /// for files that would need more than 10 000 parts.
+    pub part_size: u64,
+    /// Files this large or larger go multipart (default [`DEFAULT_MULTIPART_THRESHOLD`]).
+    pub multipart_threshold: u64,
+    /// Bytes the pipeline may hold in memory at once (default [`DEFAULT_MAX_BUFFER_BYTES`]).
+    pub max_buffer_bytes: u64,
+    /// Retry policy of every request.
+    pub retry: RetryPolicy,
+    /// Checksum sent with every request (default CRC32C).
+    pub checksum: ChecksumAlgorithm,
+    /// Stop scheduling new files after the first failure (default: no, every file is tried).
+    pub fail_fast: bool,
+    /// Never overwrite: existing keys are reported as skipped (default: overwrite).
+    pub no_clobber: bool,
+    /// User metadata stored with every object.
+    pub metadata: Vec<(String, String)>,
+    /// Storage class of every object.
+    pub storage_class: Option<String>,
+    /// Server-side encryption of every object.
+    pub sse: Option<String>,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            concurrency: DEFAULT_CONCURRENCY,
+            part_size: DEFAULT_PART_SIZE,
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+            retry: RetryPolicy::default(),
+            checksum: ChecksumAlgorithm::default(),
+            fail_fast: false,
+            no_clobber: false,
+            metadata: Vec::new(),
+            storage_class: None,
+            sse: None,
+        }
+    }
+}
+
+/// An invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("concurrency must be between 1 and {MAX_CONCURRENCY}, got {0}")]
+    Concurrency(usize),
+    #[error("part size must be between 5 MiB and 5 GiB, got {0} bytes")]
+    PartSize(u64),
+    #[error("multipart threshold must be between 1 byte and 5 GiB, got {0} bytes")]
+    Threshold(u64),
+    #[error("retry attempts must be at least 1")]
+    Attempts,
+    #[error("no store was given to the uploader builder")]
+    MissingStore,
+    #[error("invalid metadata key {0:?}: use letters, digits, '-' and '_'")]
+    MetadataKey(String),
+    #[error("invalid metadata value for {0:?}: use printable ASCII")]
+    MetadataValue(String),
+}
+
+impl UploadConfig {
+    /// Checks every setting against S3's limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            return Err(ConfigError::Concurrency(self.concurrency));
+        }
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
+            return Err(ConfigError::PartSize(self.part_size));
+        }
+        if !(1..=MAX_PART_SIZE).contains(&self.multipart_threshold) {
+            return Err(ConfigError::Threshold(self.multipart_threshold));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(ConfigError::Attempts);
+        }
+        for (k, v) in &self.metadata {
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::MetadataKey(k.clone()));
+            }
+            if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err(ConfigError::MetadataValue(k.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_limits_are_enforced() {
+        assert_eq!(UploadConfig::default().validate(), Ok(()));
+        let bad = |f: fn(&mut UploadConfig)| {
+            let mut c = UploadConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.concurrency = 0), ConfigError::Concurrency(0));
+        assert_eq!(
+            bad(|c| c.part_size = MIN_PART_SIZE - 1),
+            ConfigError::PartSize(MIN_PART_SIZE - 1)
+        );
+        assert_eq!(
+            bad(|c| c.part_size = MAX_PART_SIZE + 1),
+            ConfigError::PartSize(MAX_PART_SIZE + 1)
+        );
+        assert_eq!(bad(|c| c.multipart_threshold = 0), ConfigError::Threshold(0));
+        assert_eq!(bad(|c| c.retry.max_attempts = 0), ConfigError::Attempts);
+        assert!(matches!(
+            bad(|c| c.metadata = vec![("a b".into(), "x".into())]),
+            ConfigError::MetadataKey(_)
+        ));
+        assert!(matches!(
+            bad(|c| c.metadata = vec![("k".into(), "a\nb".into())]),
+            ConfigError::MetadataValue(_)
+        ));
+    }
+}

@@ -1,0 +1,52 @@
+//! `uploader-core`: bounded-concurrency, streaming, checksummed uploads to S3.
+//!
+//! The pipeline is walk → key → plan → schedule → transfer → report, one module per stage,
+//! with [`store`] at the edge. Every behaviour of the CLI and the daemon lives here.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use uploader_core::{KeyPrefix, S3Config, S3Store, Uploader, WalkOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = S3Store::connect(&S3Config { bucket: "my-bucket".into(), ..S3Config::default() }).await?;
+//! let uploader = Uploader::builder()
+//!     .with_store(Arc::new(store))
+//!     .with_concurrency(32)
+//!     .build()?;
+//! let mut job = uploader.upload_dir("./photos", &KeyPrefix::new("photos/2024")?, WalkOptions::default());
+//! let mut events = job.events().expect("events are taken once");
+//! tokio::spawn(async move { while let Some(_event) = events.recv().await { /* progress */ } });
+//! let report = job.wait().await;
+//! println!("{} uploaded, {} failed", report.summary().uploaded, report.summary().failed);
+//! # Ok(()) }
+//! ```
+
+pub mod checksum;
+pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod env;
+pub mod key;
+pub mod plan;
+pub mod report;
+pub mod retry;
+pub mod schedule;
+pub mod store;
+pub mod transfer;
+pub mod uploader;
+pub mod walk;
+
+pub use checksum::{Checksum, ChecksumAlgorithm};
+pub use config::{ConfigError, UploadConfig};
+#[cfg(feature = "embedded")]
+pub use embedded::EmbeddedS3;
+pub use key::{KeyError, KeyPrefix, ObjectKey};
+pub use plan::Plan;
+pub use report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary};
+pub use retry::RetryPolicy;
+pub use store::{
+    Body, MemoryStore, ObjectStore, PendingUpload, S3Config, S3Store, StaticCredentials,
+    StoreError,
+};
+pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
+pub use walk::{Input, WalkOptions};

@@ -1,0 +1,163 @@
+//! Plan: single PUT or multipart, and the part size.
+//!
+//! A file smaller than the multipart threshold goes in one PUT; a file of the threshold or more
+//! goes multipart (the AWS CLI's convention). The part size is the configured one, raised to
+//! `ceil(size / 10 000)` so that no upload needs more than S3's 10 000 parts, and kept within
+//! S3's 5 MiB floor and 5 GiB cap. Pure arithmetic: no I/O here.
+
+/// S3's smallest part (except the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest part, and largest single PUT.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's part-count limit.
+pub const MAX_PARTS: u64 = 10_000;
+/// Largest object S3 accepts (5 TiB).
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+
+/// How one file is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// One PUT of the whole file.
+    Single { size: u64 },
+    /// A multipart upload of `part_count` parts of `part_size` bytes (the last may be shorter).
+    Multipart {
+        size: u64,
+        part_size: u64,
+        part_count: u32,
+    },
+}
+
+/// The file is larger than S3 can store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{size} bytes is over S3's object size limit of 5 TiB")]
+pub struct TooLarge {
+    pub size: u64,
+}
+
+impl Plan {
+    /// Plans a file of `size` bytes. `part_size` and `threshold` are assumed already validated
+    /// (see `UploadConfig`).
+    pub fn new(size: u64, threshold: u64, part_size: u64) -> Result<Plan, TooLarge> {
+        if size > MAX_OBJECT_SIZE {
+            return Err(TooLarge { size });
+        }
+        if size < threshold {
+            return Ok(Plan::Single { size });
+        }
+        let part_size = part_size
+            .max(size.div_ceil(MAX_PARTS))
+            .clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+        let part_count = size.div_ceil(part_size).max(1);
+        Ok(Plan::Multipart {
+            size,
+            part_size,
+            part_count: u32::try_from(part_count).expect("at most 10 000 parts"),
+        })
+    }
+
+    /// Byte range `(offset, len)` of 1-based part `n`.
+    pub fn part_range(&self, n: u32) -> (u64, u64) {
+        match *self {
+            Plan::Single { size } => (0, size),
+            Plan::Multipart {
+                size, part_size, ..
+            } => {
+                let offset = u64::from(n - 1) * part_size;
+                (offset, part_size.min(size - offset))
+            }
+        }
+    }
+
+    /// Number of requests that carry data.
+    pub fn parts(&self) -> u32 {
+        match *self {
+            Plan::Single { .. } => 1,
+            Plan::Multipart { part_count, .. } => part_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+    const T: u64 = 16 * MIB;
+    const P: u64 = 8 * MIB;
+
+    #[test]
+    fn below_threshold_is_single_put_including_empty_files() {
+        assert_eq!(Plan::new(0, T, P), Ok(Plan::Single { size: 0 }));
+        assert_eq!(Plan::new(T - 1, T, P), Ok(Plan::Single { size: T - 1 }));
+        assert_eq!(Plan::new(0, T, P).unwrap().part_range(1), (0, 0));
+    }
+
+    #[test]
+    fn threshold_and_above_is_multipart_with_short_last_part() {
+        let p = Plan::new(T, T, P).unwrap();
+        assert_eq!(
+            p,
+            Plan::Multipart {
+                size: T,
+                part_size: P,
+                part_count: 2
+            }
+        );
+        let p = Plan::new(T + 1, T, P).unwrap();
+        assert_eq!(p.parts(), 3);
+        assert_eq!(p.part_range(3), (2 * P, 1));
+        let total: u64 = (1..=p.parts()).map(|n| p.part_range(n).1).sum();
+        assert_eq!(total, T + 1);
+    }
+
+    #[test]
+    fn part_size_has_a_5_mib_floor() {
+        let p = Plan::new(12 * MIB, MIB, MIB).unwrap();
+        assert_eq!(
+            p,
+            Plan::Multipart {
+                size: 12 * MIB,
+                part_size: 5 * MIB,
+                part_count: 3
+            }
+        );
+    }
+
+    #[test]
+    fn part_size_grows_to_stay_within_10_000_parts() {
+        // Exactly 10 000 parts of 8 MiB fit.
+        let size = MAX_PARTS * P;
+        let p = Plan::new(size, T, P).unwrap();
+        assert_eq!(p.parts(), 10_000);
+        // One more byte: the part size grows by one byte rather than making part 10 001.
+        let p = Plan::new(size + 1, T, P).unwrap();
+        match p {
+            Plan::Multipart {
+                part_size,
+                part_count,
+                ..
+            } => {
+                assert_eq!(part_size, P + 1);
+                assert!(part_count <= 10_000);
+            }
+            Plan::Single { .. } => panic!("expected multipart"),
+        }
+        // The largest object: 5 TiB in ≤ 10 000 parts, each ≤ 5 GiB.
+        let p = Plan::new(MAX_OBJECT_SIZE, T, P).unwrap();
+        assert!(p.parts() <= 10_000);
+        assert!(p.part_range(1).1 <= MAX_PART_SIZE);
+        assert_eq!(
+            Plan::new(MAX_OBJECT_SIZE + 1, T, P),
+            Err(TooLarge {
+                size: MAX_OBJECT_SIZE + 1
+            })
+        );
+    }
+
+    #[test]
+    fn part_size_is_capped_at_5_gib() {
+        let p = Plan::new(20 * 1024 * MIB, T, 6 * 1024 * MIB).unwrap();
+        assert_eq!(p.part_range(1).1, MAX_PART_SIZE);
+        assert_eq!(p.parts(), 4);
+    }
+}

@@ -1,0 +1,225 @@
+//! Report: one outcome per file, and the events that announce them.
+//!
+//! A failing file is data, not an early return: every input of a job appears exactly once in
+//! the [`Report`], in input order, as uploaded, skipped or failed with a stable error code.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Stable, machine-readable reasons for a failed (or skipped) file. The set is closed: front-ends
+/// document it and clients may match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The name could not be turned into a safe key.
+    InvalidKey,
+    /// Two inputs of one job map to the same key.
+    DuplicateKey,
+    /// The detected content type is not in the allowlist.
+    MimeNotAllowed,
+    /// The content disagrees with the file's extension or declared type.
+    MimeMismatch,
+    /// The file is larger than allowed.
+    FileTooLarge,
+    /// The source could not be read (permissions, vanished, special file).
+    SourceUnreadable,
+    /// The source changed size or content while it was being uploaded.
+    SourceChanged,
+    /// The server rejected the checksum of what we sent.
+    ChecksumMismatch,
+    /// The object exists and the job asked not to overwrite.
+    AlreadyExists,
+    /// The server kept throttling us past the retry budget.
+    UpstreamThrottled,
+    /// The server did not answer in time, past the retry budget.
+    UpstreamTimeout,
+    /// Any other failure of the server or the network.
+    UpstreamError,
+    /// The server refused the request (access denied, bucket missing...).
+    UpstreamRejected,
+    /// The job was cancelled before this file was stored.
+    Cancelled,
+}
+
+impl ErrorCode {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidKey => "invalid_key",
+            ErrorCode::DuplicateKey => "duplicate_key",
+            ErrorCode::MimeNotAllowed => "mime_not_allowed",
+            ErrorCode::MimeMismatch => "mime_mismatch",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::SourceUnreadable => "source_unreadable",
+            ErrorCode::SourceChanged => "source_changed",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::UpstreamThrottled => "upstream_throttled",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::UpstreamRejected => "upstream_rejected",
+            ErrorCode::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the failure happened before anything was sent (validation), as opposed to
+    /// upstream or local I/O failures.
+    pub fn is_validation(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::InvalidKey
+                | ErrorCode::DuplicateKey
+                | ErrorCode::MimeNotAllowed
+                | ErrorCode::MimeMismatch
+                | ErrorCode::FileTooLarge
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one file was not uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Whether trying the same file again later may succeed.
+    pub retryable: bool,
+}
+
+impl FileError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+        FileError {
+            code,
+            message: message.into(),
+            retryable,
+        }
+    }
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FileOutcome {
+    /// Stored and acknowledged by the server.
+    Uploaded {
+        etag: Option<String>,
+        /// `<algorithm>:<base64>`; for multipart uploads the composite checksum `...-<parts>`.
+        checksum: Option<String>,
+        content_type: Option<String>,
+        parts: u32,
+    },
+    /// Deliberately not uploaded (e.g. `--no-clobber` found the key, a symlink not followed).
+    Skipped { reason: String },
+    /// Not uploaded because of an error.
+    Failed { error: FileError },
+}
+
+/// The result for one input file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    /// Position of the file in the job's input order.
+    pub index: usize,
+    /// The source, as given (a path, or a client's file name).
+    pub source: String,
+    /// The object key, when one could be derived.
+    pub key: Option<String>,
+    /// Size in bytes (of the source at planning time).
+    pub size: u64,
+    #[serde(flatten)]
+    pub outcome: FileOutcome,
+    /// Wall time spent on this file.
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl FileReport {
+    /// Whether the file was stored.
+    pub fn is_uploaded(&self) -> bool {
+        matches!(self.outcome, FileOutcome::Uploaded { .. })
+    }
+    /// The error of a failed file.
+    pub fn error(&self) -> Option<&FileError> {
+        match &self.outcome {
+            FileOutcome::Failed { error } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Progress of a job. Events are for progress display; the [`Report`] is authoritative.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A file was found and planned (directory walks announce files as they go).
+    Queued { index: usize, size: u64 },
+    /// `bytes` more bytes of file `index` were acknowledged by the server.
+    Progress { index: usize, bytes: u64 },
+    /// A request is being retried after a retryable failure.
+    Retry { index: usize, attempt: u32 },
+    /// A multipart upload was aborted.
+    MultipartAborted { index: usize },
+    /// A file is done.
+    Finished(Box<FileReport>),
+}
+
+/// Summary counts of a report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub total: usize,
+    pub uploaded: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Bytes of the uploaded files.
+    pub bytes: u64,
+}
+
+/// The final result of a job: one entry per input, in input order.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+    pub elapsed: Duration,
+    /// Requests that were retried.
+    pub retries: u64,
+    /// Multipart uploads aborted (after failures or cancellation).
+    pub aborted_multipart: u64,
+    /// Whether the job was cancelled.
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// Counts by outcome.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            total: self.files.len(),
+            ..Summary::default()
+        };
+        for f in &self.files {
+            match f.outcome {
+                FileOutcome::Uploaded { .. } => {
+                    s.uploaded += 1;
+                    s.bytes += f.size;
+                }
+                FileOutcome::Skipped { .. } => s.skipped += 1,
+                FileOutcome::Failed { .. } => s.failed += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether no file failed.
+    pub fn is_success(&self) -> bool {
+        self.files.iter().all(|f| f.error().is_none())
+    }
+
+    /// The failed files.
+    pub fn failures(&self) -> impl Iterator<Item = &FileReport> {
+        self.files.iter().filter(|f| f.error().is_some())
+    }
+}

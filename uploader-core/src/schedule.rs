@@ -1,0 +1,133 @@
+//! Schedule: one global budget of requests in flight and of buffered bytes.
+//!
+//! Every request that carries data — a small file's PUT or one part of a large file — takes a
+//! permit from the same [`Budget`] *before* its data is read, so the number of open requests is
+//! bounded by configuration whatever the mix of files, and so is memory. A budget is shared by
+//! every job of an [`Uploader`](crate::Uploader) (the daemon's concurrent HTTP requests
+//! included). Tokio's semaphore is fair: permits are handed out in request order, so a large
+//! file's parts cannot starve small files that asked earlier.
+//!
+//! The byte budget counts data the pipeline itself holds in memory (bodies that arrive over
+//! HTTP in the daemon). File bodies are streamed from disk by the HTTP client in 64 KiB reads
+//! and take no byte permits.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Byte permits are counted in KiB so that one acquisition fits in a `u32`.
+const BYTE_UNIT: u64 = 1024;
+
+/// Shared limits. Cloning shares them.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    requests: Arc<Semaphore>,
+    max_requests: usize,
+    bytes: Arc<Semaphore>,
+    max_byte_units: u64,
+}
+
+/// The right to send one request; dropped when the request is done.
+#[derive(Debug)]
+pub struct RequestPermit {
+    _request: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Budget {
+    /// A budget of `max_requests` requests in flight and `max_bytes` bytes buffered.
+    pub fn new(max_requests: usize, max_bytes: u64) -> Budget {
+        let max_byte_units = max_bytes.div_ceil(BYTE_UNIT).max(1);
+        Budget {
+            requests: Arc::new(Semaphore::new(max_requests)),
+            max_requests,
+            bytes: Arc::new(Semaphore::new(
+                usize::try_from(max_byte_units).unwrap_or(Semaphore::MAX_PERMITS),
+            )),
+            max_byte_units,
+        }
+    }
+
+    /// Waits for a request slot, plus `buffered` bytes of the byte budget when the request's
+    /// data is held in memory (0 for data streamed from disk). A request larger than the whole
+    /// byte budget takes all of it, so it still runs, alone.
+    pub async fn acquire(&self, buffered: u64) -> RequestPermit {
+        let request = Arc::clone(&self.requests)
+            .acquire_owned()
+            .await
+            .expect("the budget semaphore is never closed");
+        let bytes = if buffered == 0 {
+            None
+        } else {
+            let units = buffered.div_ceil(BYTE_UNIT).min(self.max_byte_units);
+            let units = u32::try_from(units).unwrap_or(u32::MAX);
+            Some(
+                Arc::clone(&self.bytes)
+                    .acquire_many_owned(units)
+                    .await
+                    .expect("the budget semaphore is never closed"),
+            )
+        };
+        RequestPermit {
+            _request: request,
+            _bytes: bytes,
+        }
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.max_requests - self.requests.available_permits()
+    }
+
+    /// The configured request limit.
+    pub fn max_requests(&self) -> usize {
+        self.max_requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn never_more_than_max_requests_in_flight() {
+        let budget = Budget::new(3, 1 << 20);
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (budget, now, peak) = (budget.clone(), now.clone(), peak.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = budget.acquire(0).await;
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        assert_eq!(budget.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn byte_budget_limits_buffered_requests() {
+        // 10 request slots but only 2 MiB of buffer: two 1 MiB bodies at a time.
+        let budget = Budget::new(10, 2 << 20);
+        let a = budget.acquire(1 << 20).await;
+        let _b = budget.acquire(1 << 20).await;
+        let third = tokio::time::timeout(Duration::from_millis(50), budget.acquire(1 << 20)).await;
+        assert!(third.is_err(), "a third 1 MiB body must wait for the byte budget");
+        drop(a);
+        let third = tokio::time::timeout(Duration::from_millis(500), budget.acquire(1 << 20)).await;
+        assert!(third.is_ok());
+        // A body larger than the whole budget still runs (alone).
+        let budget = Budget::new(10, 1 << 20);
+        let big = tokio::time::timeout(Duration::from_millis(500), budget.acquire(8 << 20)).await;
+        assert!(big.is_ok());
+    }
+}

@@ -1,0 +1,223 @@
+//! A store wrapper that injects failures, for tests of retries, aborts and reporting
+//! (the idea of object_store's `ThrottledStore` and mountpoint's `FailureClient`).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{
+    Body, ObjectMeta, ObjectStore, PartReceipt, PendingUpload, PutOptions, PutResult, StoreError,
+};
+use crate::checksum::Checksum;
+use crate::key::ObjectKey;
+
+/// The operations a rule can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Put,
+    CreateMultipart,
+    UploadPart,
+    CompleteMultipart,
+    AbortMultipart,
+}
+
+/// What a matching request does.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Fail with a service error (e.g. 500 InternalError, 503 SlowDown, 403 AccessDenied)
+    /// without calling the inner store.
+    Error { status: u16, code: &'static str },
+    /// Call the inner store, then report a lost response (a timeout) although the request
+    /// succeeded.
+    DropResponse,
+    /// Wait before calling the inner store.
+    Delay(Duration),
+}
+
+/// When a fault fires.
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub operation: Operation,
+    /// Only for this part number (`UploadPart`), if set.
+    pub part_number: Option<u32>,
+    /// Only for keys containing this, if set.
+    pub key_contains: Option<String>,
+    /// Fire this many times (`None`: always).
+    pub times: Option<u32>,
+    pub fault: Fault,
+}
+
+impl FaultRule {
+    /// A rule that always fires on `operation`.
+    pub fn always(operation: Operation, fault: Fault) -> FaultRule {
+        FaultRule {
+            operation,
+            part_number: None,
+            key_contains: None,
+            times: None,
+            fault,
+        }
+    }
+
+    /// A rule that fires on the first `n` matching requests.
+    pub fn times(operation: Operation, n: u32, fault: Fault) -> FaultRule {
+        FaultRule {
+            times: Some(n),
+            ..FaultRule::always(operation, fault)
+        }
+    }
+
+    /// Restricts the rule to one part number.
+    pub fn on_part(mut self, n: u32) -> FaultRule {
+        self.part_number = Some(n);
+        self
+    }
+
+    /// Restricts the rule to keys containing `s`.
+    pub fn on_key(mut self, s: &str) -> FaultRule {
+        self.key_contains = Some(s.to_owned());
+        self
+    }
+}
+
+/// Wraps a store and applies [`FaultRule`]s in order; the first matching rule fires.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    rules: Mutex<Vec<(FaultRule, u32)>>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>, rules: Vec<FaultRule>) -> FaultyStore {
+        FaultyStore {
+            inner,
+            rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
+        }
+    }
+
+    /// How many times rule `i` fired.
+    pub fn fired(&self, i: usize) -> u32 {
+        self.rules.lock().unwrap()[i].1
+    }
+
+    fn pick(&self, op: Operation, key: &str, part: Option<u32>) -> Option<Fault> {
+        let mut rules = self.rules.lock().unwrap();
+        for (rule, fired) in rules.iter_mut() {
+            let matches = rule.operation == op
+                && (rule.part_number.is_none() || rule.part_number == part)
+                && rule.key_contains.as_deref().is_none_or(|s| key.contains(s))
+                && rule.times.is_none_or(|n| *fired < n);
+            if matches {
+                *fired += 1;
+                return Some(rule.fault.clone());
+            }
+        }
+        None
+    }
+
+    async fn apply<T>(
+        &self,
+        op: Operation,
+        name: &'static str,
+        key: &str,
+        part: Option<u32>,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match self.pick(op, key, part) {
+            None => call.await,
+            Some(Fault::Error { status, code }) => Err(StoreError::Service {
+                operation: name,
+                status,
+                code: code.into(),
+                message: "injected fault".into(),
+            }),
+            Some(Fault::DropResponse) => {
+                call.await?;
+                Err(StoreError::Timeout { operation: name })
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                call.await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Body,
+        opts: &PutOptions,
+    ) -> Result<PutResult, StoreError> {
+        let call = self.inner.put(key, body, opts);
+        self.apply(Operation::Put, "PutObject", key.as_str(), None, call)
+            .await
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        opts: &PutOptions,
+    ) -> Result<String, StoreError> {
+        let call = self.inner.create_multipart(key, opts);
+        let name = "CreateMultipartUpload";
+        self.apply(Operation::CreateMultipart, name, key.as_str(), None, call)
+            .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+        checksum: Option<&Checksum>,
+    ) -> Result<PartReceipt, StoreError> {
+        let call = self
+            .inner
+            .upload_part(key, upload_id, part_number, body, checksum);
+        let part = Some(part_number);
+        self.apply(Operation::UploadPart, "UploadPart", key.as_str(), part, call)
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[PartReceipt],
+    ) -> Result<PutResult, StoreError> {
+        let call = self.inner.complete_multipart(key, upload_id, parts);
+        let name = "CompleteMultipartUpload";
+        self.apply(Operation::CompleteMultipart, name, key.as_str(), None, call)
+            .await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let call = self.inner.abort_multipart(key, upload_id);
+        let name = "AbortMultipartUpload";
+        self.apply(Operation::AbortMultipart, name, key, None, call)
+            .await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.inner.head(key).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>, StoreError> {
+        self.inner.list_multipart_uploads(prefix).await
+    }
+}

@@ -1,0 +1,254 @@
+//! An in-memory store for fast unit tests of the pipeline. It verifies checksums like S3 does
+//! and keeps pending multipart uploads until they are completed or aborted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    Body, ObjectMeta, ObjectStore, PartReceipt, PendingUpload, PutOptions, PutResult, StoreError,
+};
+use crate::checksum::Checksum;
+use crate::key::ObjectKey;
+
+#[derive(Debug, Clone)]
+struct Object {
+    data: Bytes,
+    etag: String,
+    content_type: Option<String>,
+    metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct Upload {
+    key: String,
+    opts: PutOptions,
+    parts: BTreeMap<u32, (Bytes, String)>,
+    initiated: SystemTime,
+}
+
+/// Objects and pending uploads in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: Mutex<HashMap<String, Object>>,
+    uploads: Mutex<HashMap<String, Upload>>,
+    next_id: AtomicU64,
+}
+
+fn err(operation: &'static str, status: u16, code: &str) -> StoreError {
+    StoreError::Service {
+        operation,
+        status,
+        code: code.into(),
+        message: String::new(),
+    }
+}
+
+fn etag_of(data: &[u8]) -> String {
+    use md5::Digest as _;
+    format!("\"{}\"", hex::encode(md5::Md5::digest(data)))
+}
+
+async fn read(operation: &'static str, body: Body) -> Result<Bytes, StoreError> {
+    body.read_all()
+        .await
+        .map_err(|source| StoreError::Body { operation, source })
+}
+
+fn verify(operation: &'static str, data: &[u8], c: Option<&Checksum>) -> Result<(), StoreError> {
+    match c {
+        Some(c) if Checksum::of_bytes(c.algorithm(), data) != *c => {
+            Err(err(operation, 400, "BadDigest"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Number of stored objects.
+    pub fn len(&self) -> usize {
+        self.objects.lock().unwrap().len()
+    }
+
+    /// Whether no object is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every stored key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<_> = self.objects.lock().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Body,
+        opts: &PutOptions,
+    ) -> Result<PutResult, StoreError> {
+        const OP: &str = "PutObject";
+        let data = read(OP, body).await?;
+        verify(OP, &data, opts.checksum.as_ref())?;
+        let etag = etag_of(&data);
+        let mut objects = self.objects.lock().unwrap();
+        if opts.if_none_match && objects.contains_key(key.as_str()) {
+            return Err(err(OP, 412, "PreconditionFailed"));
+        }
+        objects.insert(
+            key.as_str().to_owned(),
+            Object {
+                data,
+                etag: etag.clone(),
+                content_type: opts.content_type.clone(),
+                metadata: opts.metadata.clone(),
+            },
+        );
+        Ok(PutResult {
+            etag: Some(etag),
+            checksum: opts.checksum.as_ref().map(Checksum::base64),
+        })
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        opts: &PutOptions,
+    ) -> Result<String, StoreError> {
+        let id = format!("mem-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.uploads.lock().unwrap().insert(
+            id.clone(),
+            Upload {
+                key: key.as_str().to_owned(),
+                opts: opts.clone(),
+                parts: BTreeMap::new(),
+                initiated: SystemTime::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        _key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+        checksum: Option<&Checksum>,
+    ) -> Result<PartReceipt, StoreError> {
+        const OP: &str = "UploadPart";
+        let data = read(OP, body).await?;
+        verify(OP, &data, checksum)?;
+        let etag = etag_of(&data);
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| err(OP, 404, "NoSuchUpload"))?;
+        upload.parts.insert(part_number, (data, etag.clone()));
+        Ok(PartReceipt {
+            part_number,
+            etag,
+            checksum: checksum.cloned(),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[PartReceipt],
+    ) -> Result<PutResult, StoreError> {
+        const OP: &str = "CompleteMultipartUpload";
+        let upload = self
+            .uploads
+            .lock()
+            .unwrap()
+            .remove(upload_id)
+            .ok_or_else(|| err(OP, 404, "NoSuchUpload"))?;
+        let mut data = BytesMut::new();
+        for p in parts {
+            match upload.parts.get(&p.part_number) {
+                Some((bytes, etag)) if *etag == p.etag => data.extend_from_slice(bytes),
+                _ => return Err(err(OP, 400, "InvalidPart")),
+            }
+        }
+        let etag = format!("\"{}-{}\"", &etag_of(&data)[1..33], parts.len());
+        let mut objects = self.objects.lock().unwrap();
+        if upload.opts.if_none_match && objects.contains_key(key.as_str()) {
+            return Err(err(OP, 412, "PreconditionFailed"));
+        }
+        objects.insert(
+            upload.key,
+            Object {
+                data: data.freeze(),
+                etag: etag.clone(),
+                content_type: upload.opts.content_type,
+                metadata: upload.opts.metadata,
+            },
+        );
+        Ok(PutResult {
+            etag: Some(etag),
+            checksum: None,
+        })
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.uploads
+            .lock()
+            .unwrap()
+            .remove(upload_id)
+            .map(|_| ())
+            .ok_or_else(|| err("AbortMultipartUpload", 404, "NoSuchUpload"))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        Ok(self.objects.lock().unwrap().get(key).map(|o| ObjectMeta {
+            size: o.data.len() as u64,
+            etag: Some(o.etag.clone()),
+            content_type: o.content_type.clone(),
+            metadata: o.metadata.clone(),
+        }))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.data.clone()))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>, StoreError> {
+        let mut v: Vec<_> = self
+            .uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, u)| u.key.starts_with(prefix))
+            .map(|(id, u)| PendingUpload {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: Some(u.initiated),
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(v)
+    }
+}

@@ -1,0 +1,560 @@
+//! [`S3Store`]: the product's store, on aws-sdk-s3.
+//!
+//! Tuned for S3-compatible servers as much as for AWS:
+//! * the SDK's default request checksums (CRC32 in aws-chunked trailers) are off
+//!   (`WhenRequired`): the pipeline sends its own checksum as a plain header, which servers that
+//!   reject trailers accept;
+//! * payload signing is skipped (`UNSIGNED-PAYLOAD`): the checksum header — itself signed —
+//!   already protects the body, and SHA-256 of every byte costs several CPU-seconds per GiB;
+//! * bodies are `ByteStream`s built from the path with offset and length, so a retry re-reads
+//!   the file instead of holding it in memory;
+//! * the SDK's own retries are off: the pipeline retries with its own classification;
+//! * custom endpoints use path-style addressing unless told otherwise.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::byte_stream::Length;
+use bytes::Bytes;
+
+use super::{
+    Body, ObjectMeta, ObjectStore, PartReceipt, PendingUpload, PutOptions, PutResult, StoreError,
+};
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::env;
+use crate::key::ObjectKey;
+
+/// Region used when none is configured and a custom endpoint is set.
+const FALLBACK_REGION: &str = "us-east-1";
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default read timeout: no byte from the server for this long fails the attempt.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read size of file bodies.
+const FILE_READ_BUFFER: usize = 256 * 1024;
+
+/// Credentials given explicitly (the embedded endpoint's, or a test's). Never logged.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaticCredentials(<redacted>)")
+    }
+}
+
+/// Where and how to reach S3. Unset fields follow the AWS conventions (environment variables,
+/// shared config files, the default credential chain).
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region (default: the AWS chain, then `us-east-1`).
+    pub region: Option<String>,
+    /// Endpoint URL (default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, then AWS).
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (default: on for custom endpoints).
+    pub force_path_style: Option<bool>,
+    /// Shared-config profile.
+    pub profile: Option<String>,
+    /// Explicit credentials (default: the AWS credential chain).
+    pub credentials: Option<StaticCredentials>,
+    /// Allow plain HTTP to a non-loopback host.
+    pub allow_http: bool,
+    /// Connect timeout (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Option<Duration>,
+    /// Read timeout (default [`DEFAULT_READ_TIMEOUT`]).
+    pub read_timeout: Option<Duration>,
+}
+
+/// A configuration that cannot work; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    #[error("invalid endpoint URL {0:?}: expected http(s)://host[:port]")]
+    InvalidUrl(String),
+    #[error(
+        "refusing plain-HTTP endpoint {0:?}: credentials and data would cross the network \
+         unencrypted; use https, or opt in with --allow-http (UPLOADER_ALLOW_HTTP=1)"
+    )]
+    InsecureHttp(String),
+    #[error("invalid bucket name {0:?}")]
+    InvalidBucket(String),
+}
+
+impl S3Config {
+    /// The endpoint in effect: the explicit one, else the standard environment variables.
+    pub fn effective_endpoint(&self) -> Option<String> {
+        self.endpoint_url
+            .clone()
+            .or_else(|| std::env::var(env::AWS_ENDPOINT_URL_S3).ok())
+            .or_else(|| std::env::var(env::AWS_ENDPOINT_URL).ok())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Checks the transport policy: plain HTTP only to loopback unless allowed.
+    pub fn check_endpoint(&self) -> Result<(), EndpointError> {
+        if self.bucket.is_empty()
+            || self.bucket.len() > 63
+            || !self
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return Err(EndpointError::InvalidBucket(self.bucket.clone()));
+        }
+        let Some(url) = self.effective_endpoint() else {
+            return Ok(());
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| EndpointError::InvalidUrl(url.clone()))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| EndpointError::InvalidUrl(url.clone()))?;
+        match uri.scheme_str() {
+            Some("https") => Ok(()),
+            Some("http") if self.allow_http || is_loopback(host) => Ok(()),
+            Some("http") => Err(EndpointError::InsecureHttp(url)),
+            _ => Err(EndpointError::InvalidUrl(url)),
+        }
+    }
+}
+
+/// Whether `host` names this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An S3 bucket through aws-sdk-s3.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// Builds the client. Resolves region and profile but sends nothing; credential problems
+    /// surface on the first request (see [`crate::validate`] to check up front).
+    pub async fn connect(cfg: &S3Config) -> Result<S3Store, EndpointError> {
+        cfg.check_endpoint()?;
+        let endpoint = cfg.effective_endpoint();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(cfg.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+                    .read_timeout(cfg.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
+                    .build(),
+            )
+            .region(
+                RegionProviderChain::first_try(cfg.region.clone().map(aws_config::Region::new))
+                    .or_default_provider()
+                    .or_else(FALLBACK_REGION),
+            );
+        if let Some(p) = &cfg.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(e) = &endpoint {
+            loader = loader.endpoint_url(e);
+        }
+        if let Some(c) = &cfg.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                None,
+                None,
+                "uploader-static",
+            ));
+        }
+        let shared = loader.load().await;
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(cfg.force_path_style.unwrap_or(endpoint.is_some()))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Ok(S3Store {
+            client: Client::from_conf(s3),
+            bucket: cfg.bucket.clone(),
+        })
+    }
+
+    /// The SDK client (for checks outside the store trait).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+/// Turns an SDK error into a [`StoreError`], keeping the service's verdict apart from
+/// transport failures.
+pub(crate) fn convert<E>(
+    operation: &'static str,
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::TimeoutError(_) => StoreError::Timeout { operation },
+        SdkError::DispatchFailure(d) if d.is_timeout() => StoreError::Timeout { operation },
+        SdkError::DispatchFailure(d) => {
+            let source: super::BoxError = match d.as_connector_error() {
+                Some(c) => crate::transfer::error_chain(c).into(),
+                None => format!("{d:?}").into(),
+            };
+            StoreError::Network { operation, source }
+        }
+        SdkError::ResponseError(r) => StoreError::Network {
+            operation,
+            source: format!("malformed or interrupted response: {r:?}").into(),
+        },
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let e = s.err();
+            StoreError::Service {
+                operation,
+                status,
+                code: e
+                    .code()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| status_code_name(status).to_owned()),
+                message: e.message().unwrap_or_default().to_owned(),
+            }
+        }
+        other => StoreError::Other {
+            operation,
+            message: crate::transfer::error_chain(&other),
+        },
+    }
+}
+
+fn status_code_name(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        403 => "Forbidden",
+        404 => "NotFound",
+        412 => "PreconditionFailed",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        _ => "Unknown",
+    }
+}
+
+async fn byte_stream(operation: &'static str, body: Body) -> Result<ByteStream, StoreError> {
+    match body {
+        Body::Bytes(b) => Ok(ByteStream::from(b)),
+        Body::File { len: 0, .. } => Ok(ByteStream::from_static(b"")),
+        Body::File { path, offset, len } => ByteStream::read_from()
+            .path(&path)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .buffer_size(FILE_READ_BUFFER)
+            .build()
+            .await
+            .map_err(|e| StoreError::Body {
+                operation,
+                source: std::io::Error::other(e),
+            }),
+    }
+}
+
+fn crc32c(c: Option<&Checksum>) -> Option<String> {
+    c.filter(|c| c.algorithm() == ChecksumAlgorithm::Crc32c)
+        .map(Checksum::base64)
+}
+
+fn md5(c: Option<&Checksum>) -> Option<String> {
+    c.filter(|c| c.algorithm() == ChecksumAlgorithm::Md5)
+        .map(Checksum::base64)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Body,
+        opts: &PutOptions,
+    ) -> Result<PutResult, StoreError> {
+        const OP: &str = "PutObject";
+        let len = body.len();
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .body(byte_stream(OP, body).await?)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .set_content_type(opts.content_type.clone())
+            .set_checksum_crc32_c(crc32c(opts.checksum.as_ref()))
+            .set_content_md5(md5(opts.checksum.as_ref()))
+            .set_storage_class(opts.storage_class.as_deref().map(Into::into))
+            .set_server_side_encryption(opts.sse.as_deref().map(Into::into));
+        if opts.if_none_match {
+            req = req.if_none_match("*");
+        }
+        for (k, v) in &opts.metadata {
+            req = req.metadata(k, v);
+        }
+        let out = req
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| convert(OP, e))?;
+        Ok(PutResult {
+            etag: out.e_tag,
+            checksum: out.checksum_crc32_c,
+        })
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        opts: &PutOptions,
+    ) -> Result<String, StoreError> {
+        const OP: &str = "CreateMultipartUpload";
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_content_type(opts.content_type.clone())
+            .set_storage_class(opts.storage_class.as_deref().map(Into::into))
+            .set_server_side_encryption(opts.sse.as_deref().map(Into::into));
+        if opts.checksum_algorithm == Some(ChecksumAlgorithm::Crc32c) {
+            req = req.checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32C);
+        }
+        for (k, v) in &opts.metadata {
+            req = req.metadata(k, v);
+        }
+        let out = req.send().await.map_err(|e| convert(OP, e))?;
+        out.upload_id.ok_or(StoreError::Other {
+            operation: OP,
+            message: "the response has no UploadId".into(),
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+        checksum: Option<&Checksum>,
+    ) -> Result<PartReceipt, StoreError> {
+        const OP: &str = "UploadPart";
+        let len = body.len();
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
+            .body(byte_stream(OP, body).await?)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .set_checksum_crc32_c(crc32c(checksum))
+            .set_content_md5(md5(checksum))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| convert(OP, e))?;
+        Ok(PartReceipt {
+            part_number,
+            etag: out.e_tag.ok_or(StoreError::Other {
+                operation: OP,
+                message: "the response has no ETag".into(),
+            })?,
+            checksum: checksum.cloned(),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[PartReceipt],
+    ) -> Result<PutResult, StoreError> {
+        const OP: &str = "CompleteMultipartUpload";
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(i32::try_from(p.part_number).unwrap_or(i32::MAX))
+                    .e_tag(&p.etag)
+                    .set_checksum_crc32_c(crc32c(p.checksum.as_ref()))
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| convert(OP, e))?;
+        Ok(PutResult {
+            etag: out.e_tag,
+            checksum: out.checksum_crc32_c,
+        })
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| convert("AbortMultipartUpload", e))?;
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectMeta {
+                size: out.content_length.unwrap_or(0).max(0) as u64,
+                etag: out.e_tag,
+                content_type: out.content_type,
+                metadata: out.metadata.unwrap_or_default().into_iter().collect(),
+            })),
+            Err(e) => match convert("HeadObject", e) {
+                e if e.status() == Some(404) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        const OP: &str = "GetObject";
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out.body.collect().await.map_err(|e| StoreError::Network {
+                    operation: OP,
+                    source: Box::new(e),
+                })?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) => match convert(OP, e) {
+                e if e.status() == Some(404) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>, StoreError> {
+        const OP: &str = "ListMultipartUploads";
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| convert(OP, e))?;
+            for u in page.uploads.unwrap_or_default() {
+                out.push(PendingUpload {
+                    key: u.key.unwrap_or_default(),
+                    upload_id: u.upload_id.unwrap_or_default(),
+                    initiated: u.initiated.and_then(|t| SystemTime::try_from(t).ok()),
+                });
+            }
+            if page.is_truncated != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker;
+            id_marker = page.next_upload_id_marker;
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(endpoint: &str, allow_http: bool) -> S3Config {
+        S3Config {
+            bucket: "b".into(),
+            endpoint_url: Some(endpoint.into()),
+            allow_http,
+            ..S3Config::default()
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        assert_eq!(cfg("http://127.0.0.1:9000", false).check_endpoint(), Ok(()));
+        assert_eq!(cfg("http://localhost:9000", false).check_endpoint(), Ok(()));
+        assert_eq!(cfg("http://[::1]:9000", false).check_endpoint(), Ok(()));
+        assert_eq!(cfg("https://s3.example.com", false).check_endpoint(), Ok(()));
+        let e = cfg("http://10.0.0.5:9000", false).check_endpoint().unwrap_err();
+        assert!(matches!(e, EndpointError::InsecureHttp(_)));
+        assert!(e.to_string().contains("--allow-http"), "{e}");
+        assert_eq!(cfg("http://10.0.0.5:9000", true).check_endpoint(), Ok(()));
+        assert!(matches!(
+            cfg("ftp://x", false).check_endpoint(),
+            Err(EndpointError::InvalidUrl(_))
+        ));
+        let mut c = cfg("https://x", false);
+        c.bucket = "Bad_Bucket".into();
+        assert!(matches!(c.check_endpoint(), Err(EndpointError::InvalidBucket(_))));
+    }
+}

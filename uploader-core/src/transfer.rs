@@ -1,0 +1,406 @@
+//! Transfer: sends one planned file — a single PUT, or a multipart upload whose parts go in
+//! parallel — with retries, checksums and a guaranteed end to every multipart upload.
+//!
+//! Every data request takes a permit from the shared [`Budget`] before its data is read. A
+//! multipart upload that fails, or whose job is cancelled, is aborted before the file is
+//! reported, so no orphaned parts are left behind. The checksum of each body is computed once,
+//! in a blocking thread, by reading the range the request will send; the HTTP client re-reads the
+//! range from the path (offset + length) on every attempt, so retries never hold data in memory.
+//! If the file changes between those reads the server refuses the checksum, and a file whose
+//! size or mtime changed during the upload is reported as `source_changed`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, info_span, warn};
+
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::config::UploadConfig;
+use crate::key::ObjectKey;
+use crate::plan::Plan;
+use crate::report::{ErrorCode, Event, FileError, FileOutcome};
+use crate::schedule::Budget;
+use crate::store::{Body, ObjectStore, PartReceipt, PutOptions, PutResult, StoreError};
+
+/// State shared by every file of one job.
+pub(crate) struct Job {
+    pub store: Arc<dyn ObjectStore>,
+    pub budget: Budget,
+    pub config: Arc<UploadConfig>,
+    pub cancel: CancellationToken,
+    pub events: Option<UnboundedSender<Event>>,
+    pub retries: AtomicU64,
+    pub aborted: AtomicU64,
+}
+
+impl Job {
+    pub fn emit(&self, event: Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// A file ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct FileTask {
+    pub index: usize,
+    pub path: PathBuf,
+    pub key: ObjectKey,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    pub content_type: Option<String>,
+}
+
+/// Why a transfer stopped.
+enum Stop {
+    Store(StoreError),
+    Local(FileError),
+    Cancelled,
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+/// Maps a store error to the file-level error reported to users.
+pub(crate) fn file_error(e: &StoreError) -> FileError {
+    let code = if e.is_bad_digest() {
+        ErrorCode::ChecksumMismatch
+    } else if e.is_throttle() {
+        ErrorCode::UpstreamThrottled
+    } else if matches!(e, StoreError::Timeout { .. }) {
+        ErrorCode::UpstreamTimeout
+    } else if matches!(e, StoreError::Body { .. }) {
+        ErrorCode::SourceUnreadable
+    } else if e.status().is_some_and(|s| (400..500).contains(&s)) {
+        ErrorCode::UpstreamRejected
+    } else {
+        ErrorCode::UpstreamError
+    };
+    FileError::new(code, error_chain(e), e.is_retryable())
+}
+
+/// An error and its sources, joined with ": ".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let msg = inner.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+impl Stop {
+    fn into_file_error(self) -> FileError {
+        match self {
+            Stop::Store(e) => file_error(&e),
+            Stop::Local(e) => e,
+            Stop::Cancelled => FileError::new(
+                ErrorCode::Cancelled,
+                "the upload was cancelled before this file was stored",
+                true,
+            ),
+        }
+    }
+}
+
+/// Runs `op` under a budget permit, retrying retryable failures with backoff. Cancellation
+/// interrupts both the request and the wait.
+async fn with_retries<'a, T>(
+    job: &'a Job,
+    index: usize,
+    buffered: u64,
+    mut op: impl FnMut() -> BoxFuture<'a, Result<T, Stop>>,
+) -> Result<T, Stop> {
+    let policy = job.config.retry;
+    let mut attempt = 1;
+    loop {
+        let result = tokio::select! {
+            biased;
+            () = job.cancel.cancelled() => return Err(Stop::Cancelled),
+            r = async {
+                let _permit = job.budget.acquire(buffered).await;
+                op().await
+            } => r,
+        };
+        match result {
+            Err(Stop::Store(e)) if policy.should_retry(attempt, &e) => {
+                let wait = policy.backoff(attempt, &e);
+                debug!(attempt, ?wait, error = %e, "retrying");
+                job.retries.fetch_add(1, Ordering::Relaxed);
+                job.emit(Event::Retry { index, attempt });
+                tokio::select! {
+                    () = job.cancel.cancelled() => return Err(Stop::Cancelled),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Checksums a file range in a blocking thread.
+async fn checksum_range(
+    alg: ChecksumAlgorithm,
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+) -> Result<Checksum, Stop> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || Checksum::of_file_range(alg, &path, offset, len))
+        .await
+        .map_err(|e| Stop::Local(FileError::new(ErrorCode::SourceUnreadable, e.to_string(), false)))?
+        .map_err(|e| {
+            let code = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                ErrorCode::SourceChanged
+            } else {
+                ErrorCode::SourceUnreadable
+            };
+            Stop::Local(FileError::new(code, format!("reading the source: {e}"), false))
+        })
+}
+
+/// Fails when the source's size or mtime differ from what was planned.
+async fn ensure_unchanged(task: &FileTask) -> Result<(), Stop> {
+    let meta = tokio::fs::metadata(&task.path).await.map_err(|e| {
+        Stop::Local(FileError::new(
+            ErrorCode::SourceChanged,
+            format!("the source vanished during the upload: {e}"),
+            true,
+        ))
+    })?;
+    if meta.len() != task.size || meta.modified().ok() != task.modified {
+        return Err(Stop::Local(FileError::new(
+            ErrorCode::SourceChanged,
+            format!(
+                "the source changed during the upload (size {} → {})",
+                task.size,
+                meta.len()
+            ),
+            true,
+        )));
+    }
+    Ok(())
+}
+
+fn put_options(config: &UploadConfig, content_type: Option<String>) -> PutOptions {
+    PutOptions {
+        content_type,
+        checksum: None,
+        checksum_algorithm: None,
+        if_none_match: config.no_clobber,
+        metadata: config.metadata.clone(),
+        storage_class: config.storage_class.clone(),
+        sse: config.sse.clone(),
+    }
+}
+
+/// Uploads one file; never returns early without an outcome.
+pub(crate) async fn upload_file(job: &Job, task: FileTask, plan: Plan) -> FileOutcome {
+    let span = info_span!("file", index = task.index, key = %task.key, size = task.size);
+    async {
+        let started = Instant::now();
+        let result = match plan {
+            Plan::Single { .. } => single(job, &task).await,
+            Plan::Multipart { .. } => multipart(job, &task, plan).await,
+        };
+        debug!(elapsed = ?started.elapsed(), ok = result.is_ok(), "file done");
+        match result {
+            Ok(put) => FileOutcome::Uploaded {
+                etag: put.0.etag,
+                checksum: put.1,
+                content_type: task.content_type.clone(),
+                parts: plan.parts(),
+            },
+            Err(Stop::Store(e)) if job.config.no_clobber && e.is_precondition_failed() => {
+                FileOutcome::Skipped {
+                    reason: "the key already exists (no-clobber)".into(),
+                }
+            }
+            Err(stop) => FileOutcome::Failed {
+                error: stop.into_file_error(),
+            },
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn single(job: &Job, task: &FileTask) -> Result<(PutResult, Option<String>), Stop> {
+    let alg = job.config.checksum;
+    let checksum = tokio::sync::OnceCell::new();
+    let opts = put_options(&job.config, task.content_type.clone());
+    let opts = &opts;
+    let body = Body::File {
+        path: task.path.clone(),
+        offset: 0,
+        len: task.size,
+    };
+    let result = with_retries(job, task.index, 0, || {
+        let (checksum, body) = (&checksum, body.clone());
+        Box::pin(async move {
+            let c = checksum
+                .get_or_try_init(|| checksum_range(alg, &task.path, 0, task.size))
+                .await?;
+            let opts = PutOptions {
+                checksum: Some(c.clone()),
+                ..opts.clone()
+            };
+            Ok(job.store.put(&task.key, body, &opts).await?)
+        })
+    })
+    .await?;
+    ensure_unchanged(task).await?;
+    job.emit(Event::Progress {
+        index: task.index,
+        bytes: task.size,
+    });
+    let reported = checksum.get().map(ToString::to_string);
+    Ok((result, reported))
+}
+
+async fn multipart(
+    job: &Job,
+    task: &FileTask,
+    plan: Plan,
+) -> Result<(PutResult, Option<String>), Stop> {
+    let alg = job.config.checksum;
+    let mut opts = put_options(&job.config, task.content_type.clone());
+    opts.checksum_algorithm = Some(alg);
+    let opts = &opts;
+    let upload_id = with_retries(job, task.index, 0, || {
+        Box::pin(async move { Ok(job.store.create_multipart(&task.key, opts).await?) })
+    })
+    .await?;
+    debug!(%upload_id, parts = plan.parts(), "multipart upload created");
+
+    let outcome = send_parts_and_complete(job, task, plan, &upload_id).await;
+    if let Err(stop) = &outcome {
+        if !matches!(stop, Stop::Cancelled) {
+            warn!(%upload_id, "multipart upload failed; aborting it");
+        }
+        abort(job, task, &upload_id).await;
+    }
+    outcome
+}
+
+async fn send_parts_and_complete(
+    job: &Job,
+    task: &FileTask,
+    plan: Plan,
+    upload_id: &str,
+) -> Result<(PutResult, Option<String>), Stop> {
+    let alg = job.config.checksum;
+    let parallel = job.budget.max_requests().max(1);
+    let mut parts: Vec<PartReceipt> = futures::stream::iter(1..=plan.parts())
+        .map(|n| async move {
+            let (offset, len) = plan.part_range(n);
+            let span = info_span!("part", n, offset, len);
+            let checksum = tokio::sync::OnceCell::new();
+            let receipt = with_retries(job, task.index, 0, || {
+                let checksum = &checksum;
+                Box::pin(async move {
+                    let c = checksum
+                        .get_or_try_init(|| checksum_range(alg, &task.path, offset, len))
+                        .await?;
+                    let body = Body::File {
+                        path: task.path.clone(),
+                        offset,
+                        len,
+                    };
+                    Ok(job
+                        .store
+                        .upload_part(&task.key, upload_id, n, body, Some(c))
+                        .await?)
+                })
+            })
+            .instrument(span)
+            .await?;
+            job.emit(Event::Progress {
+                index: task.index,
+                bytes: len,
+            });
+            Ok::<_, Stop>(receipt)
+        })
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    parts.sort_by_key(|p| p.part_number);
+    ensure_unchanged(task).await?;
+
+    let parts = &parts;
+    let mut attempts = 0u32;
+    let attempts = &mut attempts;
+    let completed = with_retries(job, task.index, 0, || {
+        *attempts += 1;
+        let retried = *attempts > 1;
+        Box::pin(async move {
+            match job.store.complete_multipart(&task.key, upload_id, parts).await {
+                // A retried Complete whose first answer was lost finds the upload gone. The
+                // object is then stored if it has the planned size.
+                Err(e) if retried && e.code() == Some("NoSuchUpload") => {
+                    match job.store.head(task.key.as_str()).await? {
+                        Some(meta) if meta.size == task.size => Ok(PutResult {
+                            etag: meta.etag,
+                            checksum: None,
+                        }),
+                        _ => Err(Stop::Store(e)),
+                    }
+                }
+                other => Ok(other?),
+            }
+        })
+    })
+    .await?;
+    let checksums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
+    let reported = checksums
+        .and_then(|c| Checksum::composite(&c))
+        .map(|c| format!("{alg}:{c}"));
+    Ok((completed, reported))
+}
+
+/// Aborts a multipart upload, retrying; never interrupted by cancellation (that is when it is
+/// needed most).
+async fn abort(job: &Job, task: &FileTask, upload_id: &str) {
+    let policy = job.config.retry;
+    let mut attempt = 1;
+    loop {
+        let result = {
+            let _permit = job.budget.acquire(0).await;
+            job.store
+                .abort_multipart(task.key.as_str(), upload_id)
+                .await
+        };
+        match result {
+            Ok(()) => {
+                job.aborted.fetch_add(1, Ordering::Relaxed);
+                job.emit(Event::MultipartAborted { index: task.index });
+                return;
+            }
+            Err(e) if e.code() == Some("NoSuchUpload") => return,
+            Err(e) if policy.should_retry(attempt, &e) => {
+                tokio::time::sleep(policy.backoff(attempt, &e)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                warn!(%upload_id, error = %e, "could not abort the multipart upload; `uploader cleanup` removes it");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The embedder's entry point: [`Uploader`] runs jobs through the pipeline
+//! (walk → key → plan → schedule → transfer → report) and hands back an [`UploadHandle`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::checksum::ChecksumAlgorithm;
+use crate::config::{ConfigError, UploadConfig};
+use crate::key::{KeyPrefix, ObjectKey};
+use crate::plan::Plan;
+use crate::report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report};
+use crate::retry::RetryPolicy;
+use crate::schedule::Budget;
+use crate::store::ObjectStore;
+use crate::transfer::{FileTask, Job, upload_file};
+use crate::walk::{Input, WalkOptions, spawn_walk};
+
+/// Inputs buffered between the walker and the scheduler.
+const WALK_QUEUE: usize = 1024;
+
+/// One file to upload to one key.
+#[derive(Debug, Clone)]
+pub struct UploadItem {
+    pub path: PathBuf,
+    pub key: ObjectKey,
+}
+
+/// Uploads files to one store with one shared budget of requests in flight. Cheap to clone;
+/// clones share the budget.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    store: Arc<dyn ObjectStore>,
+    config: Arc<UploadConfig>,
+    budget: Budget,
+}
+
+/// Builds an [`Uploader`].
+#[derive(Debug, Default)]
+pub struct UploaderBuilder {
+    store: Option<Arc<dyn ObjectStore>>,
+    config: UploadConfig,
+}
+
+impl UploaderBuilder {
+    /// The store to upload to (required).
+    pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// Replaces the whole configuration.
+    pub fn with_config(mut self, config: UploadConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Requests in flight.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n;
+        self
+    }
+    /// Part size of multipart uploads.
+    pub fn with_part_size(mut self, bytes: u64) -> Self {
+        self.config.part_size = bytes;
+        self
+    }
+    /// Files of this size or more go multipart.
+    pub fn with_multipart_threshold(mut self, bytes: u64) -> Self {
+        self.config.multipart_threshold = bytes;
+        self
+    }
+    /// Retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.config.retry = retry;
+        self
+    }
+    /// Checksum algorithm.
+    pub fn with_checksum(mut self, alg: ChecksumAlgorithm) -> Self {
+        self.config.checksum = alg;
+        self
+    }
+    /// Stop after the first failed file.
+    pub fn with_fail_fast(mut self, yes: bool) -> Self {
+        self.config.fail_fast = yes;
+        self
+    }
+    /// Never overwrite existing keys.
+    pub fn with_no_clobber(mut self, yes: bool) -> Self {
+        self.config.no_clobber = yes;
+        self
+    }
+    /// Validates the configuration and builds the uploader.
+    pub fn build(self) -> Result<Uploader, ConfigError> {
+        self.config.validate()?;
+        let store = self.store.ok_or(ConfigError::MissingStore)?;
+        Ok(Uploader {
+            budget: Budget::new(self.config.concurrency, self.config.max_buffer_bytes),
+            config: Arc::new(self.config),
+            store,
+        })
+    }
+}
+
+impl Uploader {
+    /// A builder with the default configuration.
+    pub fn builder() -> UploaderBuilder {
+        UploaderBuilder::default()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UploadConfig {
+        &self.config
+    }
+
+    /// The shared budget (to observe requests in flight).
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Uploads the given files. Must be called within a Tokio runtime.
+    pub fn upload_files(&self, items: Vec<UploadItem>) -> UploadHandle {
+        let (tx, rx) = mpsc::channel(WALK_QUEUE);
+        let feeder = async move {
+            for item in items {
+                if tx
+                    .send(Input::File {
+                        path: item.path,
+                        key: item.key,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        };
+        self.start(rx, Some(Box::pin(feeder)), |_| {})
+    }
+
+    /// Uploads every file under `dir`, keyed by its relative path under `prefix`.
+    pub fn upload_dir(
+        &self,
+        dir: impl Into<PathBuf>,
+        prefix: &KeyPrefix,
+        opts: WalkOptions,
+    ) -> UploadHandle {
+        let (tx, rx) = mpsc::channel(WALK_QUEUE);
+        let (dir, prefix) = (dir.into(), prefix.clone());
+        self.start(rx, None, move |cancel| {
+            spawn_walk(dir, prefix, opts, tx, cancel)
+        })
+    }
+
+    /// Uploads a stream of inputs produced by the caller (e.g. a CLI mixing files and trees).
+    pub fn upload_inputs(&self, rx: mpsc::Receiver<Input>) -> UploadHandle {
+        self.start(rx, None, |_| {})
+    }
+
+    fn start(
+        &self,
+        rx: mpsc::Receiver<Input>,
+        feeder: Option<futures::future::BoxFuture<'static, ()>>,
+        spawn_source: impl FnOnce(CancellationToken),
+    ) -> UploadHandle {
+        let cancel = CancellationToken::new();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let job = Arc::new(Job {
+            store: Arc::clone(&self.store),
+            budget: self.budget.clone(),
+            config: Arc::clone(&self.config),
+            cancel: cancel.clone(),
+            events: Some(ev_tx),
+            retries: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+        });
+        spawn_source(cancel.clone());
+        if let Some(f) = feeder {
+            tokio::spawn(f);
+        }
+        let join = tokio::spawn(drive(job, rx));
+        UploadHandle {
+            cancel,
+            join: Some(join),
+            events: Some(ev_rx),
+        }
+    }
+}
+
+/// A running job. Dropping it cancels the job: open multipart uploads are aborted in the
+/// background. [`UploadHandle::abort`] cancels and waits for the aborts to finish.
+#[derive(Debug)]
+pub struct UploadHandle {
+    cancel: CancellationToken,
+    join: Option<tokio::task::JoinHandle<Report>>,
+    events: Option<mpsc::UnboundedReceiver<Event>>,
+}
+
+impl UploadHandle {
+    /// Takes the event stream (once). Events not taken are discarded when the job ends.
+    pub fn events(&mut self) -> Option<mpsc::UnboundedReceiver<Event>> {
+        self.events.take()
+    }
+
+    /// A token that cancels the job when cancelled (e.g. from a Ctrl-C handler).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Cancels the job: no new request starts, open multipart uploads are aborted, files not
+    /// yet stored are reported as `cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the job to end and returns its report.
+    pub async fn wait(mut self) -> Report {
+        self.events = None;
+        let join = self.join.take().expect("wait is called once");
+        match join.await {
+            Ok(report) => report,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Cancels the job and waits until every open multipart upload is aborted.
+    pub async fn abort(self) -> Report {
+        self.cancel();
+        self.wait().await
+    }
+}
+
+impl Drop for UploadHandle {
+    fn drop(&mut self) {
+        if self.join.is_some() {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// The scheduler loop: takes inputs in order, refuses duplicates, spawns a bounded number of
+/// file tasks, and gathers one report per input.
+async fn drive(job: Arc<Job>, mut rx: mpsc::Receiver<Input>) -> Report {
+    let started = Instant::now();
+    // Files being worked on at once: enough to keep every request slot busy with small files
+    // while others are being opened and checksummed.
+    let slots = Arc::new(Semaphore::new(job.budget.max_requests() * 2));
+    let mut tasks: JoinSet<FileReport> = JoinSet::new();
+    let mut done: Vec<FileReport> = Vec::new();
+    let mut keys: HashMap<ObjectKey, usize> = HashMap::new();
+    let mut index = 0usize;
+
+    while let Some(input) = rx.recv().await {
+        let i = index;
+        index += 1;
+        let (path, key) = match input {
+            Input::File { path, key } => (path, key),
+            Input::Skip {
+                source,
+                key,
+                reason,
+            } => {
+                done.push(finish(&job, i, source, key, 0, FileOutcome::Skipped { reason }));
+                continue;
+            }
+            Input::Fail { source, key, error } => {
+                fail_fast(&job);
+                done.push(finish(&job, i, source, key, 0, FileOutcome::Failed { error }));
+                continue;
+            }
+        };
+        let source = path.display().to_string();
+        if let Some(first) = keys.get(&key) {
+            let error = FileError::new(
+                ErrorCode::DuplicateKey,
+                format!("input #{first} already maps to key {key:?}"),
+                false,
+            );
+            fail_fast(&job);
+            let key = Some(key.into_string());
+            done.push(finish(&job, i, source, key, 0, FileOutcome::Failed { error }));
+            continue;
+        }
+        keys.insert(key.clone(), i);
+        if job.cancel.is_cancelled() {
+            let error = FileError::new(ErrorCode::Cancelled, "the upload was cancelled", true);
+            let key = Some(key.into_string());
+            done.push(finish(&job, i, source, key, 0, FileOutcome::Failed { error }));
+            continue;
+        }
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let job = Arc::clone(&job);
+        tasks.spawn(async move {
+            let _permit = permit;
+            let t0 = Instant::now();
+            let (size, outcome) = prepare_and_upload(&job, i, path, key.clone()).await;
+            if matches!(outcome, FileOutcome::Failed { .. }) {
+                fail_fast(&job);
+            }
+            let mut r = finish(&job, i, source, Some(key.into_string()), size, outcome);
+            r.elapsed = t0.elapsed();
+            r
+        });
+        // Collect finished tasks as we go so their memory is not held until the end.
+        while let Some(r) = tasks.try_join_next() {
+            done.push(r.expect("file tasks do not panic"));
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        done.push(r.expect("file tasks do not panic"));
+    }
+    done.sort_by_key(|r| r.index);
+    Report {
+        files: done,
+        elapsed: started.elapsed(),
+        retries: job.retries.load(Ordering::Relaxed),
+        aborted_multipart: job.aborted.load(Ordering::Relaxed),
+        cancelled: job.cancel.is_cancelled(),
+    }
+}
+
+fn fail_fast(job: &Job) {
+    if job.config.fail_fast {
+        job.cancel.cancel();
+    }
+}
+
+fn finish(
+    job: &Job,
+    index: usize,
+    source: String,
+    key: Option<String>,
+    size: u64,
+    outcome: FileOutcome,
+) -> FileReport {
+    let r = FileReport {
+        index,
+        source,
+        key,
+        size,
+        outcome,
+        elapsed: std::time::Duration::ZERO,
+    };
+    job.emit(Event::Finished(Box::new(r.clone())));
+    r
+}
+
+/// Stat → plan → transfer for one file.
+async fn prepare_and_upload(
+    job: &Job,
+    index: usize,
+    path: PathBuf,
+    key: ObjectKey,
+) -> (u64, FileOutcome) {
+    let failed = |code, message: String| FileOutcome::Failed {
+        error: FileError::new(code, message, false),
+    };
+    let meta = match tokio::fs::metadata(&path).await {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => {
+            return (
+                0,
+                failed(ErrorCode::SourceUnreadable, "not a regular file".into()),
+            );
+        }
+        Err(e) => return (0, failed(ErrorCode::SourceUnreadable, e.to_string())),
+    };
+    let size = meta.len();
+    job.emit(Event::Queued { index, size });
+    // Opening the file now turns a permission problem into a clear per-file error before any
+    // request is made.
+    if let Err(e) = std::fs::File::open(&path) {
+        return (size, failed(ErrorCode::SourceUnreadable, e.to_string()));
+    }
+    let plan = match Plan::new(size, job.config.multipart_threshold, job.config.part_size) {
+        Ok(p) => p,
+        Err(e) => return (size, failed(ErrorCode::FileTooLarge, e.to_string())),
+    };
+    let task = FileTask {
+        index,
+        path,
+        key,
+        size,
+        modified: meta.modified().ok(),
+        content_type: None,
+    };
+    (size, upload_file(job, task, plan).await)
+}

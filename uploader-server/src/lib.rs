@@ -1,0 +1,1 @@
+//! The HTTP batch daemon (`uploader serve`); see issue #5.
