@@ -103,7 +103,12 @@ impl Checksum {
         let mut f = std::fs::File::open(path)?;
         f.seek(SeekFrom::Start(offset))?;
         let mut h = Hasher::new(algorithm);
-        let mut buf = vec![0u8; READ_CHUNK.min(usize::try_from(len).unwrap_or(READ_CHUNK)).max(1)];
+        let mut buf = vec![
+            0u8;
+            READ_CHUNK
+                .min(usize::try_from(len).unwrap_or(READ_CHUNK))
+                .max(1)
+        ];
         let mut left = len;
         while left > 0 {
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -186,7 +191,10 @@ mod tests {
         // RFC 3720 B.4: CRC32C of 32 zero bytes is 0x8A9136AA.
         let c = Checksum::of_bytes(ChecksumAlgorithm::Crc32c, &[0u8; 32]);
         assert_eq!(c.raw(), &0x8A91_36AAu32.to_be_bytes());
-        assert_eq!(c.to_string(), format!("crc32c:{}", B64.encode(0x8A91_36AAu32.to_be_bytes())));
+        assert_eq!(
+            c.to_string(),
+            format!("crc32c:{}", B64.encode(0x8A91_36AAu32.to_be_bytes()))
+        );
     }
 
     #[test]

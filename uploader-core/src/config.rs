@@ -135,7 +135,10 @@ mod tests {
             bad(|c| c.part_size = MAX_PART_SIZE + 1),
             ConfigError::PartSize(MAX_PART_SIZE + 1)
         );
-        assert_eq!(bad(|c| c.multipart_threshold = 0), ConfigError::Threshold(0));
+        assert_eq!(
+            bad(|c| c.multipart_threshold = 0),
+            ConfigError::Threshold(0)
+        );
         assert_eq!(bad(|c| c.retry.max_attempts = 0), ConfigError::Attempts);
         assert!(matches!(
             bad(|c| c.metadata = vec![("a b".into(), "x".into())]),

@@ -4,8 +4,9 @@
 //!
 //! Kept behind this module so the server can be swapped. On top of `s3s-fs` 0.14.1 it adds
 //! what the uploader relies on and that version lacks:
-//! * `UploadPart` verifies the part's `x-amz-checksum-crc32c` / `Content-MD5` (s3s-fs verifies
-//!   them only on `PutObject`);
+//! * `UploadPart` verifies the part's `x-amz-checksum-crc32c` / `Content-MD5` (s3s-fs does not),
+//!   and `PutObject` verifies them *before* the object is written: s3s-fs checks only after the
+//!   new file has replaced the old one, so a corrupt body would destroy a good object;
 //! * `ListMultipartUploads` (not implemented by s3s-fs), read from s3s-fs's own upload files so
 //!   it survives restarts;
 //! * `NoSuchUpload` for unknown upload ids (s3s-fs answers `AccessDenied`).
@@ -112,7 +113,9 @@ impl EmbeddedS3 {
         ));
         let service = builder.build();
 
-        let listener = TcpListener::bind(addr).await.map_err(EmbeddedError::Listen)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(EmbeddedError::Listen)?;
         let addr = listener.local_addr().map_err(EmbeddedError::Listen)?;
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -130,7 +133,8 @@ impl EmbeddedS3 {
                     },
                 };
                 let _ = socket.set_nodelay(true);
-                let (http, service, stopped) = (Arc::clone(&http), service.clone(), stopped.clone());
+                let (http, service, stopped) =
+                    (Arc::clone(&http), service.clone(), stopped.clone());
                 tokio::spawn(async move {
                     let conn = http.serve_connection(TokioIo::new(socket), service);
                     tokio::select! {
@@ -216,14 +220,18 @@ struct Verifying {
 
 impl std::fmt::Debug for Verifying {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifying").field("root", &self.root).finish()
+        f.debug_struct("Verifying")
+            .field("root", &self.root)
+            .finish()
     }
 }
 
 impl Verifying {
     /// Whether s3s-fs knows `upload_id` (its `.upload-<id>.json` file exists).
     fn upload_exists(&self, upload_id: &str) -> bool {
-        upload_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        upload_id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'-')
             && self.root.join(format!(".upload-{upload_id}.json")).exists()
     }
 
@@ -259,11 +267,7 @@ impl Verifying {
             let Some((k, id)) = rest.split_once(".upload-") else {
                 continue;
             };
-            let decode = |s: &str| {
-                b64.decode(s)
-                    .ok()
-                    .and_then(|v| String::from_utf8(v).ok())
-            };
+            let decode = |s: &str| b64.decode(s).ok().and_then(|v| String::from_utf8(v).ok());
             let (Some(b), Some(k)) = (decode(b), decode(k)) else {
                 continue;
             };
@@ -280,53 +284,94 @@ impl Verifying {
     }
 }
 
-/// What the body of a part hashed to, filled in when the body has streamed through.
-type Digest = Arc<Mutex<Option<Vec<u8>>>>;
+/// Whether a verified body matched its checksum: `None` until the body has ended.
+type Verdict = Arc<Mutex<Option<bool>>>;
 
-fn hashing_body(body: StreamingBlob, alg: ChecksumAlgorithm) -> (StreamingBlob, Digest) {
-    let digest: Digest = Arc::new(Mutex::new(None));
-    let stream = HashingStream {
-        inner: body,
-        done: Arc::clone(&digest),
-        hasher: Some(Hasher::new(alg)),
+/// The checksum a request declares in its headers, decoded.
+fn declared(
+    crc32c: Option<&String>,
+    md5: Option<&String>,
+) -> S3Result<Option<(ChecksumAlgorithm, Vec<u8>)>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (alg, value) = match (crc32c, md5) {
+        (Some(c), _) => (ChecksumAlgorithm::Crc32c, c),
+        (None, Some(m)) => (ChecksumAlgorithm::Md5, m),
+        (None, None) => return Ok(None),
     };
-    (StreamingBlob::new(stream), digest)
+    let raw = b64
+        .decode(value.as_bytes())
+        .map_err(|_| s3_error!(InvalidDigest, "the checksum is not valid base64"))?;
+    Ok(Some((alg, raw)))
 }
 
-/// Passes a body through, hashing it, and records the digest at its end.
-struct HashingStream {
+/// Wraps a body so that it fails at its end unless it matches `expected`: the server then
+/// never renames the temporary file into place, so a corrupt body cannot replace a good object
+/// (s3s-fs 0.14.1 checks checksums only after the rename).
+fn verified_body(
+    body: StreamingBlob,
+    alg: ChecksumAlgorithm,
+    expected: Vec<u8>,
+) -> (StreamingBlob, Verdict) {
+    let verdict: Verdict = Arc::new(Mutex::new(None));
+    let stream = VerifyingStream {
+        inner: body,
+        hasher: Some(Hasher::new(alg)),
+        expected,
+        verdict: Arc::clone(&verdict),
+    };
+    (StreamingBlob::new(stream), verdict)
+}
+
+struct VerifyingStream {
     inner: StreamingBlob,
-    done: Digest,
     hasher: Option<Hasher>,
+    expected: Vec<u8>,
+    verdict: Verdict,
 }
 
-impl futures::Stream for HashingStream {
+impl futures::Stream for VerifyingStream {
     type Item = Result<bytes::Bytes, s3s::StdError>;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
         let polled = self.inner.poll_next_unpin(cx);
-        match &polled {
-            std::task::Poll::Ready(Some(Ok(b))) => {
+        match polled {
+            Poll::Ready(Some(Ok(ref b))) => {
                 if let Some(h) = self.hasher.as_mut() {
                     h.update(b);
                 }
+                polled
             }
-            std::task::Poll::Ready(None) => {
-                if let Some(h) = self.hasher.take() {
-                    *self.done.lock().unwrap() = Some(h.finish().raw().to_vec());
+            Poll::Ready(None) => {
+                let Some(h) = self.hasher.take() else {
+                    return Poll::Ready(None);
+                };
+                let ok = h.finish().raw() == self.expected.as_slice();
+                *self.verdict.lock().unwrap() = Some(ok);
+                if ok {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err("the body does not match its checksum".into())))
                 }
             }
-            _ => {}
+            other => other,
         }
-        polled
     }
 }
 
-impl s3s::stream::ByteStream for HashingStream {
+impl s3s::stream::ByteStream for VerifyingStream {
     fn remaining_length(&self) -> s3s::stream::RemainingLength {
         s3s::stream::ByteStream::remaining_length(&self.inner)
+    }
+}
+
+/// Maps a failed write whose body did not match its checksum to `BadDigest`.
+fn bad_digest_if_mismatch<T>(result: S3Result<T>, verdict: &Verdict) -> S3Result<T> {
+    match (result, *verdict.lock().unwrap()) {
+        (_, Some(false)) => Err(s3_error!(BadDigest, "the body does not match its checksum")),
+        (r, _) => r,
     }
 }
 
@@ -358,9 +403,23 @@ impl S3 for Verifying {
     }
     async fn put_object(
         &self,
-        req: S3Request<PutObjectInput>,
+        mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        self.fs.put_object(req).await
+        let expected = declared(
+            req.input.checksum_crc32c.as_ref(),
+            req.input.content_md5.as_ref(),
+        )?;
+        let Some((alg, want)) = expected else {
+            return self.fs.put_object(req).await;
+        };
+        let body = req
+            .input
+            .body
+            .take()
+            .ok_or_else(|| s3_error!(IncompleteBody))?;
+        let (body, verdict) = verified_body(body, alg, want);
+        req.input.body = Some(body);
+        bad_digest_if_mismatch(self.fs.put_object(req).await, &verdict)
     }
     async fn get_object(
         &self,
@@ -409,26 +468,21 @@ impl S3 for Verifying {
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         self.require_upload(&req.input.upload_id)?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let expected = match (&req.input.checksum_crc32c, &req.input.content_md5) {
-            (Some(c), _) => Some((ChecksumAlgorithm::Crc32c, c.clone())),
-            (None, Some(m)) => Some((ChecksumAlgorithm::Md5, m.clone())),
-            (None, None) => None,
-        };
+        let expected = declared(
+            req.input.checksum_crc32c.as_ref(),
+            req.input.content_md5.as_ref(),
+        )?;
         let Some((alg, want)) = expected else {
             return self.fs.upload_part(req).await;
         };
-        let want = b64
-            .decode(want.as_bytes())
-            .map_err(|_| s3_error!(InvalidDigest, "the checksum is not valid base64"))?;
-        let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
-        let (body, digest) = hashing_body(body, alg);
+        let body = req
+            .input
+            .body
+            .take()
+            .ok_or_else(|| s3_error!(IncompleteBody))?;
+        let (body, verdict) = verified_body(body, alg, want);
         req.input.body = Some(body);
-        let out = self.fs.upload_part(req).await?;
-        match digest.lock().unwrap().take() {
-            Some(got) if got == want => Ok(out),
-            _ => Err(s3_error!(BadDigest, "the part does not match its {alg} checksum")),
-        }
+        bad_digest_if_mismatch(self.fs.upload_part(req).await, &verdict)
     }
     async fn list_parts(
         &self,

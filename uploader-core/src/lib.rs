@@ -45,8 +45,7 @@ pub use plan::Plan;
 pub use report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary};
 pub use retry::RetryPolicy;
 pub use store::{
-    Body, MemoryStore, ObjectStore, PendingUpload, S3Config, S3Store, StaticCredentials,
-    StoreError,
+    Body, MemoryStore, ObjectStore, PendingUpload, S3Config, S3Store, StaticCredentials, StoreError,
 };
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, WalkOptions};

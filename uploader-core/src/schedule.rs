@@ -121,7 +121,10 @@ mod tests {
         let a = budget.acquire(1 << 20).await;
         let _b = budget.acquire(1 << 20).await;
         let third = tokio::time::timeout(Duration::from_millis(50), budget.acquire(1 << 20)).await;
-        assert!(third.is_err(), "a third 1 MiB body must wait for the byte budget");
+        assert!(
+            third.is_err(),
+            "a third 1 MiB body must wait for the byte budget"
+        );
         drop(a);
         let third = tokio::time::timeout(Duration::from_millis(500), budget.acquire(1 << 20)).await;
         assert!(third.is_ok());

@@ -31,7 +31,11 @@ pub use s3::{S3Config, S3Store, StaticCredentials};
 #[derive(Clone)]
 pub enum Body {
     /// `len` bytes of the file at `path`, starting at `offset`.
-    File { path: PathBuf, offset: u64, len: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
     /// In-memory bytes (cheap to clone, so retryable).
     Bytes(Bytes),
 }
@@ -299,6 +303,5 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// Multipart uploads under `prefix` that are neither completed nor aborted.
-    async fn list_multipart_uploads(&self, prefix: &str)
-    -> Result<Vec<PendingUpload>, StoreError>;
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError>;
 }

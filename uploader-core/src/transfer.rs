@@ -164,14 +164,24 @@ async fn checksum_range(
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || Checksum::of_file_range(alg, &path, offset, len))
         .await
-        .map_err(|e| Stop::Local(FileError::new(ErrorCode::SourceUnreadable, e.to_string(), false)))?
+        .map_err(|e| {
+            Stop::Local(FileError::new(
+                ErrorCode::SourceUnreadable,
+                e.to_string(),
+                false,
+            ))
+        })?
         .map_err(|e| {
             let code = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 ErrorCode::SourceChanged
             } else {
                 ErrorCode::SourceUnreadable
             };
-            Stop::Local(FileError::new(code, format!("reading the source: {e}"), false))
+            Stop::Local(FileError::new(
+                code,
+                format!("reading the source: {e}"),
+                false,
+            ))
         })
 }
 
@@ -350,7 +360,11 @@ async fn send_parts_and_complete(
         *attempts += 1;
         let retried = *attempts > 1;
         Box::pin(async move {
-            match job.store.complete_multipart(&task.key, upload_id, parts).await {
+            match job
+                .store
+                .complete_multipart(&task.key, upload_id, parts)
+                .await
+            {
                 // A retried Complete whose first answer was lost finds the upload gone. The
                 // object is then stored if it has the planned size.
                 Err(e) if retried && e.code() == Some("NoSuchUpload") => {

@@ -269,12 +269,26 @@ async fn drive(job: Arc<Job>, mut rx: mpsc::Receiver<Input>) -> Report {
                 key,
                 reason,
             } => {
-                done.push(finish(&job, i, source, key, 0, FileOutcome::Skipped { reason }));
+                done.push(finish(
+                    &job,
+                    i,
+                    source,
+                    key,
+                    0,
+                    FileOutcome::Skipped { reason },
+                ));
                 continue;
             }
             Input::Fail { source, key, error } => {
                 fail_fast(&job);
-                done.push(finish(&job, i, source, key, 0, FileOutcome::Failed { error }));
+                done.push(finish(
+                    &job,
+                    i,
+                    source,
+                    key,
+                    0,
+                    FileOutcome::Failed { error },
+                ));
                 continue;
             }
         };
@@ -287,14 +301,28 @@ async fn drive(job: Arc<Job>, mut rx: mpsc::Receiver<Input>) -> Report {
             );
             fail_fast(&job);
             let key = Some(key.into_string());
-            done.push(finish(&job, i, source, key, 0, FileOutcome::Failed { error }));
+            done.push(finish(
+                &job,
+                i,
+                source,
+                key,
+                0,
+                FileOutcome::Failed { error },
+            ));
             continue;
         }
         keys.insert(key.clone(), i);
         if job.cancel.is_cancelled() {
             let error = FileError::new(ErrorCode::Cancelled, "the upload was cancelled", true);
             let key = Some(key.into_string());
-            done.push(finish(&job, i, source, key, 0, FileOutcome::Failed { error }));
+            done.push(finish(
+                &job,
+                i,
+                source,
+                key,
+                0,
+                FileOutcome::Failed { error },
+            ));
             continue;
         }
         let permit = Arc::clone(&slots)

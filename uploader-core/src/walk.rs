@@ -120,7 +120,10 @@ impl Walker {
             }
         }
         let mut entries = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>(),
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>(),
             Err(e) => {
                 return self.fail(
                     dir,

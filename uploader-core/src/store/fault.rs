@@ -183,8 +183,14 @@ impl ObjectStore for FaultyStore {
             .inner
             .upload_part(key, upload_id, part_number, body, checksum);
         let part = Some(part_number);
-        self.apply(Operation::UploadPart, "UploadPart", key.as_str(), part, call)
-            .await
+        self.apply(
+            Operation::UploadPart,
+            "UploadPart",
+            key.as_str(),
+            part,
+            call,
+        )
+        .await
     }
 
     async fn complete_multipart(
@@ -214,10 +220,7 @@ impl ObjectStore for FaultyStore {
         self.inner.get(key).await
     }
 
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<PendingUpload>, StoreError> {
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         self.inner.list_multipart_uploads(prefix).await
     }
 }

@@ -232,10 +232,7 @@ impl ObjectStore for MemoryStore {
             .map(|o| o.data.clone()))
     }
 
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<PendingUpload>, StoreError> {
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         let mut v: Vec<_> = self
             .uploads
             .lock()

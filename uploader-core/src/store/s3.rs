@@ -488,10 +488,7 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<PendingUpload>, StoreError> {
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         const OP: &str = "ListMultipartUploads";
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker) = (None, None);
@@ -544,8 +541,13 @@ mod tests {
         assert_eq!(cfg("http://127.0.0.1:9000", false).check_endpoint(), Ok(()));
         assert_eq!(cfg("http://localhost:9000", false).check_endpoint(), Ok(()));
         assert_eq!(cfg("http://[::1]:9000", false).check_endpoint(), Ok(()));
-        assert_eq!(cfg("https://s3.example.com", false).check_endpoint(), Ok(()));
-        let e = cfg("http://10.0.0.5:9000", false).check_endpoint().unwrap_err();
+        assert_eq!(
+            cfg("https://s3.example.com", false).check_endpoint(),
+            Ok(())
+        );
+        let e = cfg("http://10.0.0.5:9000", false)
+            .check_endpoint()
+            .unwrap_err();
         assert!(matches!(e, EndpointError::InsecureHttp(_)));
         assert!(e.to_string().contains("--allow-http"), "{e}");
         assert_eq!(cfg("http://10.0.0.5:9000", true).check_endpoint(), Ok(()));
@@ -555,6 +557,9 @@ mod tests {
         ));
         let mut c = cfg("https://x", false);
         c.bucket = "Bad_Bucket".into();
-        assert!(matches!(c.check_endpoint(), Err(EndpointError::InvalidBucket(_))));
+        assert!(matches!(
+            c.check_endpoint(),
+            Err(EndpointError::InvalidBucket(_))
+        ));
     }
 }

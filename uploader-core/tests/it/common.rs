@@ -1,0 +1,78 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use uploader_core::{EmbeddedS3, ObjectStore, S3Store};
+
+/// Deterministic pseudo-random bytes (xorshift), different per seed.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `len` pseudo-random bytes to `dir/name` and returns the path.
+pub fn file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, data(len, seed)).unwrap();
+    p
+}
+
+/// An embedded S3 endpoint over a temporary directory, and a store connected to it.
+pub struct Embedded {
+    pub server: EmbeddedS3,
+    pub store: Arc<S3Store>,
+    _dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    pub async fn start() -> Embedded {
+        let dir = tempfile::tempdir().unwrap();
+        let server = EmbeddedS3::start(dir.path(), "test-bucket").await.unwrap();
+        let store = Arc::new(S3Store::connect(&server.s3_config()).await.unwrap());
+        Embedded {
+            server,
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub fn dyn_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+}
+
+pub const MIB: usize = 1024 * 1024;
+
+impl Embedded {
+    /// Reads an object back (panics when missing).
+    pub async fn store_get(&self, key: &str) -> Vec<u8> {
+        self.store
+            .get(key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("object {key} is missing"))
+            .to_vec()
+    }
+}
+
+/// Convenience on stores in tests.
+#[allow(async_fn_in_trait)]
+pub trait ListAll {
+    async fn list_multipart_uploads_all(&self) -> Vec<uploader_core::PendingUpload>;
+}
+
+impl<T: ObjectStore + ?Sized> ListAll for T {
+    async fn list_multipart_uploads_all(&self) -> Vec<uploader_core::PendingUpload> {
+        self.list_multipart_uploads("").await.unwrap()
+    }
+}
