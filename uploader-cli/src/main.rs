@@ -1,1 +1,190 @@
-fn main() {}
+//! `uploader`: parse arguments, resolve them into core configuration, call core, render.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use uploader_core::validate;
+
+mod args;
+mod output;
+mod resolve;
+
+use args::{CheckArgs, CleanupArgs, Cli, Command, UploadArgs};
+use output::Output;
+use resolve::{CleanupPlan, Connection, S3Target, UploadPlan};
+
+/// Exit statuses (documented in `--help`).
+mod exit {
+    pub const OK: u8 = 0;
+    pub const SOME_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// An error that ends the command with a given status.
+struct Fatal(u8, anyhow::Error);
+
+fn usage(e: impl Into<anyhow::Error>) -> Fatal {
+    Fatal(exit::USAGE, e.into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.output.verbose);
+    let out = Output::new(&cli.output);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let result = rt.block_on(async {
+        match &cli.command {
+            Command::Upload(a) => upload(out, a).await,
+            Command::Check(a) => check(out, a).await,
+            Command::Cleanup(a) => cleanup(out, a).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Fatal(code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    // The SDK warns about every provider it tries (instance metadata off EC2, ...); those
+    // reach the user through our own errors, so they are shown only with -vv.
+    let default = match verbose {
+        0 => "error,uploader=warn,uploader_core=warn",
+        1 => "warn,uploader=info,uploader_core=info,aws_config=error",
+        _ => "debug",
+    };
+    let filter = std::env::var(uploader_core::env::UPLOADER_LOG)
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os(uploader_core::env::NO_COLOR).is_none())
+        .init();
+}
+
+async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
+    let plan = UploadPlan::try_from(args).map_err(usage)?;
+    let conn = Connection::open(&args.connection, &plan.target.bucket)
+        .await
+        .map_err(usage)?;
+    if !plan.config.dry_run {
+        // Fail fast: credentials and bucket are checked before the first byte.
+        validate::check(&conn.store, &plan.target.prefix, false)
+            .await
+            .map_err(usage)?;
+    }
+    let uploader = uploader_core::Uploader::builder()
+        .with_store(Arc::clone(&conn.store) as _)
+        .with_config(plan.config)
+        .build()
+        .map_err(usage)?;
+    let mut job = uploader.upload_sources(plan.sources, &plan.target.prefix, plan.walk);
+    let events = job.events().expect("events are taken once");
+    let renderer = tokio::spawn(output::render_events(out, events));
+    let cancel = job.cancel_token();
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("interrupted: stopping, aborting open multipart uploads...");
+            cancel.cancel();
+        }
+    });
+    let report = job.wait().await;
+    let _ = renderer.await;
+    output::summary(out, &report);
+    Ok(if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        exit::INTERRUPTED
+    } else if report.is_success() {
+        exit::OK
+    } else {
+        exit::SOME_FAILED
+    })
+}
+
+async fn check(out: Output, args: &CheckArgs) -> Result<u8, Fatal> {
+    let target = S3Target::parse(&args.target).map_err(usage)?;
+    let conn = Connection::open(&args.connection, &target.bucket)
+        .await
+        .map_err(usage)?;
+    let report = validate::check(&conn.store, &target.prefix, args.write_probe)
+        .await
+        .context("check failed")
+        .map_err(usage)?;
+    if out.json {
+        out.json_line(&report);
+    } else {
+        out.line(format_args!(
+            "credentials: resolved ({})",
+            report.credentials_source
+        ));
+        out.line(format_args!(
+            "bucket:      {} reachable (HeadBucket)",
+            report.bucket
+        ));
+        if report.write_probe {
+            out.line(format_args!(
+                "write:       allowed under {} (multipart upload created and aborted)",
+                target.url(target.prefix.as_str())
+            ));
+        }
+        out.line(format_args!("ok in {:.2} s", report.elapsed.as_secs_f64()));
+    }
+    Ok(exit::OK)
+}
+
+async fn cleanup(out: Output, args: &CleanupArgs) -> Result<u8, Fatal> {
+    let plan = CleanupPlan::try_from(args).map_err(usage)?;
+    let conn = Connection::open(&args.connection, &plan.target.bucket)
+        .await
+        .map_err(usage)?;
+    let entries = uploader_core::cleanup::cleanup(
+        conn.store.as_ref(),
+        plan.target.prefix.as_str(),
+        plan.older_than,
+        args.dry_run,
+    )
+    .await
+    .context("listing multipart uploads")
+    .map_err(usage)?;
+    let mut failed = 0;
+    for e in &entries {
+        failed += usize::from(e.action.starts_with("failed"));
+        if out.json {
+            out.json_line(e);
+        } else {
+            let age = e
+                .age_secs
+                .map(|s| format!("{:.1} h", s as f64 / 3600.0))
+                .unwrap_or_else(|| "unknown age".into());
+            out.line(format_args!(
+                "{:<12} {} (upload {}, {age})",
+                e.action,
+                plan.target.url(&e.key),
+                e.upload_id
+            ));
+        }
+    }
+    out.line(format_args!(
+        "{} pending multipart uploads found",
+        entries.len()
+    ));
+    Ok(if failed > 0 {
+        exit::SOME_FAILED
+    } else {
+        exit::OK
+    })
+}

@@ -37,6 +37,8 @@ pub struct UploadConfig {
     pub fail_fast: bool,
     /// Never overwrite: existing keys are reported as skipped (default: overwrite).
     pub no_clobber: bool,
+    /// Plan and validate every file, upload nothing (each file is reported as skipped).
+    pub dry_run: bool,
     /// User metadata stored with every object.
     pub metadata: Vec<(String, String)>,
     /// Storage class of every object.
@@ -56,6 +58,7 @@ impl Default for UploadConfig {
             checksum: ChecksumAlgorithm::default(),
             fail_fast: false,
             no_clobber: false,
+            dry_run: false,
             metadata: Vec::new(),
             storage_class: None,
             sse: None,
@@ -114,9 +117,88 @@ impl UploadConfig {
     }
 }
 
+/// A size that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {0:?}: expected a number with an optional unit, e.g. 8MiB, 16M, 1G, 512KiB")]
+pub struct SizeError(String);
+
+/// Parses sizes such as `8MiB`, `16M`, `1G`, `512k`, `100` (bytes). Units are binary
+/// (K = KiB = 1024) as in the AWS CLI's `multipart_chunksize`; `KB`/`MB`/`GB` are decimal.
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let err = || SizeError(s.to_owned());
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(err()),
+    };
+    n.checked_mul(mult).ok_or_else(err)
+}
+
+/// A duration that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: expected a number and a unit s, m, h or d, e.g. 24h")]
+pub struct DurationError(String);
+
+/// Parses `90s`, `30m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
+    let err = || DurationError(s.to_owned());
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let n: u64 = t[..split].parse().map_err(|_| err())?;
+    let secs = match &t[split..] {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    };
+    secs.map(std::time::Duration::from_secs).ok_or_else(err)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_parse() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("24h"),
+            Ok(Duration::from_secs(86_400))
+        );
+        assert_eq!(super::parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            super::parse_duration("7d"),
+            Ok(Duration::from_secs(7 * 86_400))
+        );
+        for bad in ["", "h", "24", "1w", "-1h"] {
+            assert!(super::parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("5MB"), Ok(5_000_000));
+        for bad in ["", "M", "-1M", "1.5G", "8 parsecs", "99999999999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_limits_are_enforced() {

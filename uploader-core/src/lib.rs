@@ -22,6 +22,7 @@
 //! ```
 
 pub mod checksum;
+pub mod cleanup;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -34,6 +35,7 @@ pub mod schedule;
 pub mod store;
 pub mod transfer;
 pub mod uploader;
+pub mod validate;
 pub mod walk;
 
 pub use checksum::{Checksum, ChecksumAlgorithm};
@@ -48,4 +50,4 @@ pub use store::{
     Body, MemoryStore, ObjectStore, PendingUpload, S3Config, S3Store, StaticCredentials, StoreError,
 };
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
-pub use walk::{Input, WalkOptions};
+pub use walk::{Input, Source, WalkOptions};

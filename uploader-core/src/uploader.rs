@@ -20,7 +20,7 @@ use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
 use crate::store::ObjectStore;
 use crate::transfer::{FileTask, Job, upload_file};
-use crate::walk::{Input, WalkOptions, spawn_walk};
+use crate::walk::{Input, Source, WalkOptions, spawn_walk};
 
 /// Inputs buffered between the walker and the scheduler.
 const WALK_QUEUE: usize = 1024;
@@ -154,10 +154,20 @@ impl Uploader {
         prefix: &KeyPrefix,
         opts: WalkOptions,
     ) -> UploadHandle {
+        self.upload_sources(vec![Source::Path(dir.into())], prefix, opts)
+    }
+
+    /// Uploads files and trees (see [`Source`]) under `prefix`, walking while uploading.
+    pub fn upload_sources(
+        &self,
+        sources: Vec<Source>,
+        prefix: &KeyPrefix,
+        opts: WalkOptions,
+    ) -> UploadHandle {
         let (tx, rx) = mpsc::channel(WALK_QUEUE);
-        let (dir, prefix) = (dir.into(), prefix.clone());
+        let prefix = prefix.clone();
         self.start(rx, None, move |cancel| {
-            spawn_walk(dir, prefix, opts, tx, cancel)
+            spawn_walk(sources, prefix, opts, tx, cancel)
         })
     }
 
@@ -416,6 +426,24 @@ async fn prepare_and_upload(
         Ok(p) => p,
         Err(e) => return (size, failed(ErrorCode::FileTooLarge, e.to_string())),
     };
+    if job.config.dry_run {
+        let how = match plan {
+            Plan::Single { .. } => "a single PUT".to_owned(),
+            Plan::Multipart {
+                part_count,
+                part_size,
+                ..
+            } => {
+                format!("{part_count} parts of {part_size} bytes")
+            }
+        };
+        return (
+            size,
+            FileOutcome::Skipped {
+                reason: format!("dry run: would upload as {how}"),
+            },
+        );
+    }
     let task = FileTask {
         index,
         path,

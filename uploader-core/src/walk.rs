@@ -55,26 +55,73 @@ pub enum Input {
     },
 }
 
-/// Walks `root` in a blocking thread, sending inputs on `tx` until done or cancelled.
+/// What a job uploads.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file (uploaded as `<prefix><file name>`) or a directory (its contents are uploaded
+    /// under `<prefix>`, keyed by their path relative to it).
+    Path(PathBuf),
+    /// Paths relative to `root` (as read by `--files-from`), keyed by that relative path. They
+    /// are held to the same rules as a walk: no escape from `root`, symlinks per the options.
+    List { root: PathBuf, paths: Vec<String> },
+}
+
+/// Walks the sources in a blocking thread, sending inputs on `tx` until done or cancelled.
 pub(crate) fn spawn_walk(
-    root: PathBuf,
+    sources: Vec<Source>,
     prefix: KeyPrefix,
     opts: WalkOptions,
     tx: mpsc::Sender<Input>,
     cancel: CancellationToken,
 ) {
     tokio::task::spawn_blocking(move || {
-        let mut w = Walker {
-            root_canon: std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()),
-            root,
-            prefix,
-            opts,
-            tx,
-            cancel,
-            visited: HashSet::new(),
-        };
-        let root = w.root.clone();
-        w.dir(&root);
+        for source in sources {
+            let (root, paths) = match source {
+                Source::Path(p) => match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => (p, None),
+                    Ok(_) => {
+                        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                        let parent = p.parent().unwrap_or(Path::new(".")).to_owned();
+                        (parent, Some(name.into_iter().collect()))
+                    }
+                    Err(e) => {
+                        let input = Input::Fail {
+                            source: p.display().to_string(),
+                            key: None,
+                            error: FileError::new(
+                                ErrorCode::SourceUnreadable,
+                                e.to_string(),
+                                false,
+                            ),
+                        };
+                        if tx.blocking_send(input).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+                Source::List { root, paths } => (root, Some(paths)),
+            };
+            let mut w = Walker {
+                root_canon: std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()),
+                root,
+                prefix: prefix.clone(),
+                opts: opts.clone(),
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+                visited: HashSet::new(),
+            };
+            let go_on = match paths {
+                None => {
+                    let root = w.root.clone();
+                    w.dir(&root)
+                }
+                Some(paths) => paths.iter().all(|rel| w.listed(rel)),
+            };
+            if !go_on {
+                return;
+            }
+        }
     });
 }
 
@@ -141,6 +188,15 @@ impl Walker {
         true
     }
 
+    /// A path given relative to the root (a single file source, or a `--files-from` line).
+    fn listed(&mut self, rel: &str) -> bool {
+        let path = self.root.join(rel);
+        if let Err(e) = ObjectKey::derive(&self.prefix, rel) {
+            return self.fail(&path, ErrorCode::InvalidKey, format!("{e} [{}]", e.rule()));
+        }
+        self.entry(&path)
+    }
+
     fn entry(&mut self, path: &Path) -> bool {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -177,7 +233,11 @@ impl Walker {
 
     fn file(&self, path: &Path) -> bool {
         let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        if rel.as_os_str().is_empty() {
+            return self.fail(path, ErrorCode::InvalidKey, "the path has no name".into());
+        }
         if let Some(filter) = &self.opts.filter {
+            // Filters apply to walked trees and lists alike.
             let rel_str = rel.to_string_lossy().replace('\\', "/");
             if !filter(&rel_str) {
                 return true;
@@ -190,5 +250,89 @@ impl Walker {
             }),
             Err(e) => self.fail(path, ErrorCode::InvalidKey, format!("{e} [{}]", e.rule())),
         }
+    }
+}
+
+/// An invalid glob.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid pattern {pattern:?}: {source}")]
+pub struct GlobError {
+    pattern: String,
+    #[source]
+    source: globset::Error,
+}
+
+fn glob_set(patterns: &[String]) -> Result<(globset::GlobSet, globset::GlobSet), GlobError> {
+    // Patterns without '/' match the file name at any depth (like .gitignore); patterns with
+    // '/' match the whole relative path, where `*` stays within one directory and `**` spans
+    // several.
+    let mut names = globset::GlobSetBuilder::new();
+    let mut paths = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::GlobBuilder::new(p.trim_start_matches("./"))
+            .literal_separator(true)
+            .build()
+            .map_err(|source| GlobError {
+                pattern: p.clone(),
+                source,
+            })?;
+        if p.contains('/') {
+            paths.add(glob);
+        } else {
+            names.add(glob);
+        }
+    }
+    let build = |b: globset::GlobSetBuilder| {
+        b.build().map_err(|source| GlobError {
+            pattern: patterns.join(" "),
+            source,
+        })
+    };
+    Ok((build(names)?, build(paths)?))
+}
+
+/// A filter from `--include` / `--exclude` globs. A file is kept when it matches no exclude and,
+/// if any include is given, at least one include: excludes win.
+pub fn glob_filter(
+    includes: &[String],
+    excludes: &[String],
+) -> Result<Option<PathFilter>, GlobError> {
+    if includes.is_empty() && excludes.is_empty() {
+        return Ok(None);
+    }
+    let (inc_names, inc_paths) = glob_set(includes)?;
+    let (exc_names, exc_paths) = glob_set(excludes)?;
+    let has_includes = !includes.is_empty();
+    Ok(Some(std::sync::Arc::new(move |rel: &str| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let hit = |n: &globset::GlobSet, p: &globset::GlobSet| n.is_match(name) || p.is_match(rel);
+        !hit(&exc_names, &exc_paths) && (!has_includes || hit(&inc_names, &inc_paths))
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_win_and_name_patterns_match_at_any_depth() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let f = glob_filter(
+            &s(&["*.jpg", "docs/**"]),
+            &s(&["*.tmp.jpg", "docs/private/*"]),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(f("a.jpg"));
+        assert!(f("deep/er/b.jpg"));
+        assert!(!f("x.tmp.jpg"));
+        assert!(f("docs/readme.md"));
+        assert!(!f("docs/private/key.pem"));
+        assert!(f("docs/private/sub/file.md"), "`*` does not cross '/'");
+        assert!(!f("notes.txt"), "includes given: others are dropped");
+        let only_ex = glob_filter(&[], &s(&["*.log"])).unwrap().unwrap();
+        assert!(only_ex("a.txt") && !only_ex("d/a.log"));
+        assert!(glob_filter(&[], &[]).unwrap().is_none());
+        assert!(glob_filter(&s(&["a[b"]), &[]).is_err());
     }
 }

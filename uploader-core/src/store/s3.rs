@@ -15,9 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -39,6 +41,8 @@ const FALLBACK_REGION: &str = "us-east-1";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default read timeout: no byte from the server for this long fails the attempt.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of each instance-metadata request while looking for credentials.
+const IMDS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Read size of file bodies.
 const FILE_READ_BUFFER: usize = 256 * 1024;
 
@@ -147,6 +151,8 @@ pub fn is_loopback(host: &str) -> bool {
 pub struct S3Store {
     client: Client,
     bucket: String,
+    credentials: Option<SharedCredentialsProvider>,
+    explicit_credentials: bool,
 }
 
 impl S3Store {
@@ -182,6 +188,22 @@ impl S3Store {
                 None,
                 "uploader-static",
             ));
+        } else {
+            // The default chain, with an instance-metadata client that gives up quickly: off
+            // EC2 the stock one stalls for seconds before "no credentials" can be reported.
+            let imds = aws_config::imds::Client::builder()
+                .connect_timeout(IMDS_TIMEOUT)
+                .read_timeout(IMDS_TIMEOUT)
+                .max_attempts(1)
+                .build();
+            let mut chain = DefaultCredentialsChain::builder().imds_client(imds);
+            if let Some(p) = &cfg.profile {
+                chain = chain.profile_name(p);
+            }
+            if let Some(r) = &cfg.region {
+                chain = chain.region(aws_config::Region::new(r.clone()));
+            }
+            loader = loader.credentials_provider(chain.build().await);
         }
         let shared = loader.load().await;
         let s3 = aws_sdk_s3::config::Builder::from(&shared)
@@ -192,6 +214,8 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(s3),
             bucket: cfg.bucket.clone(),
+            credentials: shared.credentials_provider(),
+            explicit_credentials: cfg.credentials.is_some(),
         })
     }
 
@@ -203,6 +227,20 @@ impl S3Store {
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// The credential provider in use, for validation.
+    pub fn credentials_provider(&self) -> Option<&SharedCredentialsProvider> {
+        self.credentials.as_ref()
+    }
+
+    /// Where credentials come from: explicit configuration or the AWS default chain.
+    pub fn credentials_source(&self) -> &'static str {
+        if self.explicit_credentials {
+            "explicit (embedded endpoint or configuration)"
+        } else {
+            "AWS default chain (environment, profile, container, instance metadata)"
+        }
     }
 }
 

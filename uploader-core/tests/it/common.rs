@@ -29,7 +29,7 @@ pub fn file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
 
 /// An embedded S3 endpoint over a temporary directory, and a store connected to it.
 pub struct Embedded {
-    pub server: EmbeddedS3,
+    pub _server: EmbeddedS3,
     pub store: Arc<S3Store>,
     _dir: tempfile::TempDir,
 }
@@ -40,7 +40,7 @@ impl Embedded {
         let server = EmbeddedS3::start(dir.path(), "test-bucket").await.unwrap();
         let store = Arc::new(S3Store::connect(&server.s3_config()).await.unwrap());
         Embedded {
-            server,
+            _server: server,
             store,
             _dir: dir,
         }

@@ -1,0 +1,201 @@
+//! Rendering: JSON lines or human text on stdout, progress and logs on stderr.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use uploader_core::{Event, FileOutcome, FileReport, Report};
+
+use crate::args::OutputArgs;
+
+/// How results are shown.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+    /// Draw a progress bar (stderr is a terminal, not quiet).
+    pub progress: bool,
+}
+
+impl Output {
+    pub fn new(args: &OutputArgs) -> Output {
+        Output {
+            json: args.json,
+            quiet: args.quiet,
+            progress: !args.quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Prints one JSON object as a line on stdout.
+    pub fn json_line<T: Serialize>(&self, value: &T) {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, value);
+        let _ = out.write_all(b"\n");
+    }
+
+    /// Prints a human line on stdout unless quiet.
+    pub fn line(&self, text: impl std::fmt::Display) {
+        if !self.quiet && !self.json {
+            println!("{text}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FileLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    file: &'a FileReport,
+}
+
+#[derive(Serialize)]
+struct SummaryLine {
+    r#type: &'static str,
+    total: usize,
+    uploaded: usize,
+    skipped: usize,
+    failed: usize,
+    bytes: u64,
+    seconds: f64,
+    mib_per_s: f64,
+    retries: u64,
+    aborted_multipart: u64,
+    cancelled: bool,
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Consumes a job's events: progress bar on stderr, one line per finished file on stdout.
+pub async fn render_events(out: Output, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let bar = if out.progress {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+    let (mut files_done, mut files_known) = (0usize, 0usize);
+    while let Some(ev) = events.recv().await {
+        match ev {
+            Event::Queued { size, .. } => {
+                files_known += 1;
+                if let Some(b) = &bar {
+                    b.inc_length(size);
+                    b.set_message(format!("{files_done}/{files_known} files"));
+                }
+            }
+            Event::Progress { bytes, .. } => {
+                if let Some(b) = &bar {
+                    b.inc(bytes);
+                }
+            }
+            Event::Finished(file) => {
+                files_done += 1;
+                if let Some(b) = &bar {
+                    b.set_message(format!("{files_done}/{files_known} files"));
+                }
+                if out.json {
+                    out.json_line(&FileLine {
+                        r#type: "file",
+                        file: &file,
+                    });
+                } else if !out.quiet {
+                    let line = file_line(&file);
+                    match &bar {
+                        Some(b) if !matches!(file.outcome, FileOutcome::Uploaded { .. }) => {
+                            b.println(line)
+                        }
+                        Some(_) => {}
+                        None => println!("{line}"),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+fn file_line(f: &FileReport) -> String {
+    let key = f.key.as_deref().unwrap_or("-");
+    match &f.outcome {
+        FileOutcome::Uploaded { .. } => {
+            format!("uploaded  {} → {key} ({})", f.source, human_bytes(f.size))
+        }
+        FileOutcome::Skipped { reason } => format!("skipped   {} → {key}: {reason}", f.source),
+        FileOutcome::Failed { error } => {
+            format!("FAILED    {}: {}: {}", f.source, error.code, error.message)
+        }
+    }
+}
+
+/// The final summary: a JSON object, or text.
+pub fn summary(out: Output, report: &Report) {
+    let s = report.summary();
+    let secs = report.elapsed.as_secs_f64();
+    let mib_s = if secs > 0.0 {
+        s.bytes as f64 / (1024.0 * 1024.0) / secs
+    } else {
+        0.0
+    };
+    if out.json {
+        out.json_line(&SummaryLine {
+            r#type: "summary",
+            total: s.total,
+            uploaded: s.uploaded,
+            skipped: s.skipped,
+            failed: s.failed,
+            bytes: s.bytes,
+            seconds: (secs * 1000.0).round() / 1000.0,
+            mib_per_s: (mib_s * 10.0).round() / 10.0,
+            retries: report.retries,
+            aborted_multipart: report.aborted_multipart,
+            cancelled: report.cancelled,
+        });
+        return;
+    }
+    if out.quiet {
+        return;
+    }
+    println!(
+        "{} files uploaded ({}) in {secs:.2} s, {mib_s:.1} MiB/s; {} skipped, {} failed{}",
+        s.uploaded,
+        human_bytes(s.bytes),
+        s.skipped,
+        s.failed,
+        if report.cancelled {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    );
+    if s.failed > 0 {
+        println!("failures:");
+        for f in report.failures() {
+            let e = f.error().expect("failures have errors");
+            println!("  {}: {} ({})", f.source, e.message, e.code);
+        }
+    }
+}

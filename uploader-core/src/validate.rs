@@ -1,0 +1,166 @@
+//! Fail-fast validation of the S3 set-up, run by the CLI before the first byte and by the
+//! daemon at start-up: resolve credentials (with a timeout), check the bucket, and optionally
+//! prove that writes are allowed. Every failure is a distinct, actionable [`CheckError`];
+//! credentials are never printed or logged.
+
+use std::time::{Duration, Instant};
+
+use aws_credential_types::provider::ProvideCredentials as _;
+use aws_credential_types::provider::error::CredentialsError;
+
+use crate::key::{KeyPrefix, ObjectKey};
+use crate::store::{ObjectStore as _, PutOptions, S3Store, StoreError};
+
+/// How long credential resolution may take.
+pub const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What was checked, for display.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckReport {
+    /// Where the credentials came from (provider name, never the values).
+    pub credentials_source: String,
+    pub bucket: String,
+    /// Whether a write was probed (multipart create + abort under the prefix).
+    pub write_probe: bool,
+    /// Time the checks took.
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// Why the set-up cannot work. Each variant says what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    #[error(
+        "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or \
+         configure ~/.aws/credentials ({detail})"
+    )]
+    NoCredentials { detail: String },
+    #[error("resolving credentials took longer than {0:?}; check the profile and network")]
+    CredentialsTimeout(Duration),
+    #[error(
+        "the credentials were rejected by the endpoint ({code}): check the access key and secret"
+    )]
+    CredentialsRejected { code: String },
+    #[error("bucket {bucket:?} does not exist at this endpoint; create it or fix the name")]
+    BucketMissing { bucket: String },
+    #[error(
+        "access denied to bucket {bucket:?} ({operation}): the credentials lack permission \
+         (s3:ListBucket for the check, s3:PutObject for uploads)"
+    )]
+    AccessDenied {
+        bucket: String,
+        operation: &'static str,
+    },
+    #[error("the endpoint cannot be reached: {detail}; check --endpoint-url and the network")]
+    EndpointUnreachable { detail: String },
+    #[error("the check failed: {0}")]
+    Other(String),
+}
+
+fn classify(bucket: &str, e: StoreError) -> CheckError {
+    let operation = match &e {
+        StoreError::Service { operation, .. }
+        | StoreError::Timeout { operation }
+        | StoreError::Network { operation, .. }
+        | StoreError::Other { operation, .. }
+        | StoreError::Body { operation, .. } => *operation,
+    };
+    match &e {
+        StoreError::Timeout { .. } | StoreError::Network { .. } => {
+            CheckError::EndpointUnreachable {
+                detail: crate::transfer::error_chain(&e),
+            }
+        }
+        StoreError::Service { code, status, .. } => match code.as_str() {
+            "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "AuthorizationHeaderMalformed" => {
+                CheckError::CredentialsRejected { code: code.clone() }
+            }
+            "NoSuchBucket" => CheckError::BucketMissing {
+                bucket: bucket.to_owned(),
+            },
+            "AccessDenied" | "AllAccessDisabled" => CheckError::AccessDenied {
+                bucket: bucket.to_owned(),
+                operation,
+            },
+            _ if *status == 404 => CheckError::BucketMissing {
+                bucket: bucket.to_owned(),
+            },
+            _ => CheckError::Other(crate::transfer::error_chain(&e)),
+        },
+        _ => CheckError::Other(crate::transfer::error_chain(&e)),
+    }
+}
+
+/// Runs the checks against `store`. With `probe`, also creates and aborts a multipart upload
+/// under `prefix`, which needs write permission and leaves nothing behind.
+pub async fn check(
+    store: &S3Store,
+    prefix: &KeyPrefix,
+    probe: bool,
+) -> Result<CheckReport, CheckError> {
+    let started = Instant::now();
+    let bucket = store.bucket().to_owned();
+    let provider = store
+        .credentials_provider()
+        .ok_or_else(|| CheckError::NoCredentials {
+            detail: "no credential provider is configured".into(),
+        })?;
+    let _creds = tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials())
+        .await
+        .map_err(|_| CheckError::CredentialsTimeout(CREDENTIALS_TIMEOUT))?
+        .map_err(|e| match e {
+            CredentialsError::ProviderTimedOut(_) => {
+                CheckError::CredentialsTimeout(CREDENTIALS_TIMEOUT)
+            }
+            other => CheckError::NoCredentials {
+                detail: crate::transfer::error_chain(&other),
+            },
+        })?;
+
+    // HeadBucket answers without a body, so a 403 cannot tell bad credentials from missing
+    // permissions; a one-key listing can, from its error code.
+    let head = store.client().head_bucket().bucket(&bucket).send().await;
+    if let Err(e) = head {
+        let e = crate::store::s3::convert("HeadBucket", e);
+        if e.status() != Some(403) {
+            return Err(classify(&bucket, e));
+        }
+        let list = store
+            .client()
+            .list_objects_v2()
+            .bucket(&bucket)
+            .max_keys(1)
+            .send()
+            .await;
+        return Err(match list {
+            Err(e) => classify(&bucket, crate::store::s3::convert("ListObjectsV2", e)),
+            Ok(_) => CheckError::AccessDenied {
+                bucket,
+                operation: "HeadBucket",
+            },
+        });
+    }
+    if probe {
+        let key = ObjectKey::derive(prefix, ".uploader-write-probe")
+            .map_err(|e| CheckError::Other(e.to_string()))?;
+        let id = store
+            .create_multipart(&key, &PutOptions::default())
+            .await
+            .map_err(|e| classify(&bucket, e))?;
+        store
+            .abort_multipart(key.as_str(), &id)
+            .await
+            .map_err(|e| classify(&bucket, e))?;
+    }
+    Ok(CheckReport {
+        credentials_source: store.credentials_source().to_owned(),
+        bucket,
+        write_probe: probe,
+        elapsed: started.elapsed(),
+    })
+}
