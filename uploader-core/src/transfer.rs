@@ -118,25 +118,42 @@ impl Stop {
     }
 }
 
+/// Whether cancellation may interrupt a request in flight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    /// Drop the request (an upload part: the whole multipart upload is aborted anyway).
+    Yes,
+    /// Let the request finish: its effect must be known (a created multipart upload must be
+    /// aborted, a completed one reported as uploaded; a PUT either landed or not).
+    No,
+}
+
 /// Runs `op` under a budget permit, retrying retryable failures with backoff. Cancellation
-/// interrupts both the request and the wait.
+/// interrupts the waits, and the request itself when `interrupt` allows.
 async fn with_retries<'a, T>(
     job: &'a Job,
     index: usize,
-    buffered: u64,
+    interrupt: Interrupt,
     mut op: impl FnMut() -> BoxFuture<'a, Result<T, Stop>>,
 ) -> Result<T, Stop> {
     let policy = job.config.retry;
     let mut attempt = 1;
     loop {
-        let result = tokio::select! {
+        let permit = tokio::select! {
             biased;
             () = job.cancel.cancelled() => return Err(Stop::Cancelled),
-            r = async {
-                let _permit = job.budget.acquire(buffered).await;
-                op().await
-            } => r,
+            p = job.budget.acquire(0) => p,
         };
+        let result = if interrupt == Interrupt::Yes {
+            tokio::select! {
+                biased;
+                () = job.cancel.cancelled() => return Err(Stop::Cancelled),
+                r = op() => r,
+            }
+        } else {
+            op().await
+        };
+        drop(permit);
         match result {
             Err(Stop::Store(e)) if policy.should_retry(attempt, &e) => {
                 let wait = policy.backoff(attempt, &e);
@@ -261,7 +278,7 @@ async fn single(job: &Job, task: &FileTask) -> Result<(PutResult, Option<String>
         offset: 0,
         len: task.size,
     };
-    let result = with_retries(job, task.index, 0, || {
+    let result = with_retries(job, task.index, Interrupt::No, || {
         let (checksum, body) = (&checksum, body.clone());
         Box::pin(async move {
             let c = checksum
@@ -293,13 +310,17 @@ async fn multipart(
     let mut opts = put_options(&job.config, task.content_type.clone());
     opts.checksum_algorithm = Some(alg);
     let opts = &opts;
-    let upload_id = with_retries(job, task.index, 0, || {
+    let upload_id = with_retries(job, task.index, Interrupt::No, || {
         Box::pin(async move { Ok(job.store.create_multipart(&task.key, opts).await?) })
     })
     .await?;
     debug!(%upload_id, parts = plan.parts(), "multipart upload created");
 
-    let outcome = send_parts_and_complete(job, task, plan, &upload_id).await;
+    let outcome = if job.cancel.is_cancelled() {
+        Err(Stop::Cancelled)
+    } else {
+        send_parts_and_complete(job, task, plan, &upload_id).await
+    };
     if let Err(stop) = &outcome {
         if !matches!(stop, Stop::Cancelled) {
             warn!(%upload_id, "multipart upload failed; aborting it");
@@ -322,7 +343,7 @@ async fn send_parts_and_complete(
             let (offset, len) = plan.part_range(n);
             let span = info_span!("part", n, offset, len);
             let checksum = tokio::sync::OnceCell::new();
-            let receipt = with_retries(job, task.index, 0, || {
+            let receipt = with_retries(job, task.index, Interrupt::Yes, || {
                 let checksum = &checksum;
                 Box::pin(async move {
                     let c = checksum
@@ -356,7 +377,7 @@ async fn send_parts_and_complete(
     let parts = &parts;
     let mut attempts = 0u32;
     let attempts = &mut attempts;
-    let completed = with_retries(job, task.index, 0, || {
+    let completed = with_retries(job, task.index, Interrupt::No, || {
         *attempts += 1;
         let retried = *attempts > 1;
         Box::pin(async move {

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"; .ci/run calls it).
+# Installs what the tests need, then runs every test of the workspace with cargo-nextest, which
+# runs each test in its own process (the memory-bound tests read their own peak RSS).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "cargo-nextest not found: installing it from crates.io" >&2
+  cargo install cargo-nextest --locked
+fi
+
+exec cargo nextest run --workspace --locked --no-fail-fast "$@"

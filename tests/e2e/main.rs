@@ -1,0 +1,3 @@
+//! End-to-end tests: the real `uploader` binary against real S3-compatible servers.
+
+mod cli;
