@@ -10,4 +10,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The end-to-end tests (tests/) run the `uploader` binary, which is not one of their own
+# targets: build it first.
+cargo build --locked -p uploader-cli
+
 exec cargo nextest run --workspace --locked --no-fail-fast "$@"

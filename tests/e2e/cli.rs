@@ -9,6 +9,7 @@ use uploader_core::{EmbeddedS3, ObjectStore as _, S3Store};
 use uploader_e2e::{data, describe, json_lines, run, uploader, write};
 
 const MIB: usize = 1024 * 1024;
+const UNICODE_TEXT: &str = "ünïcödé text, 😀 and spaces\n";
 
 /// Reads an object back through a fresh endpoint over the same data directory.
 async fn read_back(data_dir: &Path, bucket: &str) -> (EmbeddedS3, S3Store) {
@@ -47,7 +48,7 @@ async fn uploads_a_tree_with_every_kind_of_name_and_reports_json() {
     write(
         s,
         "unicode/caf\u{e9} \u{1F600} and spaces.txt",
-        &data(3000, 1),
+        UNICODE_TEXT.as_bytes(),
     );
     write(s, "empty.txt", b"");
     write(s, ".hidden/.config", b"hidden=1\n");
@@ -65,6 +66,8 @@ async fn uploads_a_tree_with_every_kind_of_name_and_reports_json() {
         .arg(store_dir.path())
         .args([
             "--json",
+            "--allow-mime",
+            "application/octet-stream",
             "--multipart-threshold",
             "5MiB",
             "--part-size",
@@ -130,7 +133,7 @@ async fn uploads_a_tree_with_every_kind_of_name_and_reports_json() {
         ("run1/nested/deeper/leaf.csv", b"a,b\n1,2\n".to_vec()),
         (
             "run1/unicode/caf\u{e9} \u{1F600} and spaces.txt",
-            data(3000, 1),
+            UNICODE_TEXT.as_bytes().to_vec(),
         ),
         ("run1/empty.txt", Vec::new()),
         ("run1/.hidden/.config", b"hidden=1\n".to_vec()),
@@ -425,11 +428,18 @@ async fn ctrl_c_aborts_open_multipart_uploads_and_exits_130() {
         .unwrap();
     let store = S3Store::connect(&server.s3_config()).await.unwrap();
     let mut c = against(&server, home.path());
-    c.args(["upload", "--json", "--concurrency", "2"])
-        .arg(src.path())
-        .arg("s3://real-bucket/intr/")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    c.args([
+        "upload",
+        "--json",
+        "--concurrency",
+        "2",
+        "--allow-mime",
+        "application/octet-stream",
+    ])
+    .arg(src.path())
+    .arg("s3://real-bucket/intr/")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let child = c.spawn().unwrap();
     let pid = child.id();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -485,4 +495,57 @@ fn help_groups_flags_and_ends_with_examples() {
         assert!(help.contains(heading), "missing {heading}\n{help}");
     }
     assert!(help.trim_end().ends_with("130 interrupted."), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disallowed_file_fails_alone_and_the_run_exits_1() {
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    write(src.path(), "ok/readme.txt", b"fine\n");
+    write(src.path(), "ok/data.csv", b"a,b\n");
+    write(
+        src.path(),
+        "bad/photo.png",
+        b"<html><script>alert(1)</script></html>",
+    );
+    write(src.path(), "bad/page.html", b"<!doctype html><p>hi");
+    let out = run(uploader(home.path())
+        .args(["upload", "--json"])
+        .arg(src.path())
+        .arg("s3://e2e-bucket/mixed/")
+        .arg("--embedded-s3")
+        .arg(store_dir.path()));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let lines = json_lines(&out);
+    let find = |k: &str| {
+        lines
+            .iter()
+            .find(|l| l["key"] == k)
+            .unwrap_or_else(|| panic!("{k}"))
+    };
+    assert_eq!(
+        find("mixed/bad/photo.png")["error"]["code"],
+        "mime_mismatch"
+    );
+    assert_eq!(
+        find("mixed/bad/page.html")["error"]["code"],
+        "mime_not_allowed"
+    );
+    assert_eq!(find("mixed/ok/readme.txt")["content_type"], "text/plain");
+    let summary = lines.last().unwrap();
+    assert_eq!(
+        (summary["uploaded"].as_u64(), summary["failed"].as_u64()),
+        (Some(2), Some(2))
+    );
+
+    let (_server, store) = read_back(store_dir.path(), "e2e-bucket").await;
+    assert_eq!(
+        &store.get("mixed/ok/readme.txt").await.unwrap().unwrap()[..],
+        b"fine\n"
+    );
+    let meta = store.head("mixed/ok/data.csv").await.unwrap().unwrap();
+    assert_eq!(meta.content_type.as_deref(), Some("text/csv"));
+    assert!(store.head("mixed/bad/photo.png").await.unwrap().is_none());
+    assert!(store.head("mixed/bad/page.html").await.unwrap().is_none());
 }

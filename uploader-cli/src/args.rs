@@ -144,6 +144,16 @@ pub struct UploadArgs {
     /// Stop starting new files after the first failure.
     #[arg(long, help_heading = "Behaviour")]
     pub fail_fast: bool,
+    /// Also upload content sniffed as TYPE (exact, or type/*; repeatable). The default
+    /// allowlist is safe passive content: images, PDF, text, CSV, JSON, archives, Office.
+    #[arg(long, value_name = "TYPE", help_heading = "Content types")]
+    pub allow_mime: Vec<String>,
+    /// Never upload content sniffed as TYPE (exact, or type/*; repeatable). Wins over allows.
+    #[arg(long, value_name = "TYPE", help_heading = "Content types")]
+    pub deny_mime: Vec<String>,
+    /// Store this Content-Type instead of the detected one (must itself be allowed).
+    #[arg(long, value_name = "TYPE", help_heading = "Content types")]
+    pub content_type: Option<String>,
     /// Stored metadata KEY=VALUE (repeatable).
     #[arg(long, value_name = "KEY=VALUE", help_heading = "Behaviour")]
     pub metadata: Vec<String>,

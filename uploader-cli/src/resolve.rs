@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use uploader_core::config::{parse_duration, parse_size};
 use uploader_core::walk::glob_filter;
 use uploader_core::{
-    EmbeddedS3, KeyPrefix, RetryPolicy, S3Config, S3Store, Source, UploadConfig, WalkOptions,
+    EmbeddedS3, KeyPrefix, MimePolicy, RetryPolicy, S3Config, S3Store, Source, UploadConfig,
+    WalkOptions,
 };
 
 use crate::args::{CleanupArgs, ConnectionArgs, UploadArgs};
@@ -152,6 +153,8 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             fail_fast: a.fail_fast,
             no_clobber: a.no_clobber,
             dry_run: a.dry_run,
+            mime: MimePolicy::new(&a.allow_mime, &a.deny_mime)?,
+            content_type: a.content_type.clone(),
             metadata,
             storage_class: a.storage_class.clone(),
             sse: a.sse.clone(),

@@ -3,6 +3,7 @@
 use crate::checksum::ChecksumAlgorithm;
 use crate::plan::{MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::retry::RetryPolicy;
+use crate::sniff::MimePolicy;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -37,6 +38,11 @@ pub struct UploadConfig {
     pub fail_fast: bool,
     /// Never overwrite: existing keys are reported as skipped (default: overwrite).
     pub no_clobber: bool,
+    /// Which detected content types are uploaded.
+    pub mime: MimePolicy,
+    /// Content-Type stored instead of the detected one. It must itself be allowed by the
+    /// policy, and the detected type must be allowed too: the override relabels, never admits.
+    pub content_type: Option<String>,
     /// Plan and validate every file, upload nothing (each file is reported as skipped).
     pub dry_run: bool,
     /// User metadata stored with every object.
@@ -59,6 +65,8 @@ impl Default for UploadConfig {
             fail_fast: false,
             no_clobber: false,
             dry_run: false,
+            mime: MimePolicy::default(),
+            content_type: None,
             metadata: Vec::new(),
             storage_class: None,
             sse: None,
@@ -78,6 +86,8 @@ pub enum ConfigError {
     Threshold(u64),
     #[error("retry attempts must be at least 1")]
     Attempts,
+    #[error("content type {0:?} is not allowed by the MIME policy (see --allow-mime)")]
+    ContentType(String),
     #[error("no store was given to the uploader builder")]
     MissingStore,
     #[error("invalid metadata key {0:?}: use letters, digits, '-' and '_'")]
@@ -100,6 +110,11 @@ impl UploadConfig {
         }
         if self.retry.max_attempts == 0 {
             return Err(ConfigError::Attempts);
+        }
+        if let Some(ct) = &self.content_type
+            && (!self.mime.allows(&ct.to_ascii_lowercase()) || ct.contains(['\r', '\n']))
+        {
+            return Err(ConfigError::ContentType(ct.clone()));
         }
         for (k, v) in &self.metadata {
             if k.is_empty()
@@ -222,6 +237,10 @@ mod tests {
             ConfigError::Threshold(0)
         );
         assert_eq!(bad(|c| c.retry.max_attempts = 0), ConfigError::Attempts);
+        assert_eq!(
+            bad(|c| c.content_type = Some("text/html".into())),
+            ConfigError::ContentType("text/html".into())
+        );
         assert!(matches!(
             bad(|c| c.metadata = vec![("a b".into(), "x".into())]),
             ConfigError::MetadataKey(_)

@@ -32,6 +32,7 @@ pub mod plan;
 pub mod report;
 pub mod retry;
 pub mod schedule;
+pub mod sniff;
 pub mod store;
 pub mod transfer;
 pub mod uploader;
@@ -46,6 +47,7 @@ pub use key::{KeyError, KeyPrefix, ObjectKey};
 pub use plan::Plan;
 pub use report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary};
 pub use retry::RetryPolicy;
+pub use sniff::MimePolicy;
 pub use store::{
     Body, MemoryStore, ObjectStore, PendingUpload, S3Config, S3Store, StaticCredentials, StoreError,
 };

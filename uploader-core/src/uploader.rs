@@ -18,6 +18,7 @@ use crate::plan::Plan;
 use crate::report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report};
 use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
+use crate::sniff::{self, SNIFF_WINDOW, TAIL_WINDOW};
 use crate::store::ObjectStore;
 use crate::transfer::{FileTask, Job, upload_file};
 use crate::walk::{Input, Source, WalkOptions, spawn_walk};
@@ -92,6 +93,11 @@ impl UploaderBuilder {
     /// Never overwrite existing keys.
     pub fn with_no_clobber(mut self, yes: bool) -> Self {
         self.config.no_clobber = yes;
+        self
+    }
+    /// Which content types are uploaded.
+    pub fn with_mime_policy(mut self, policy: crate::sniff::MimePolicy) -> Self {
+        self.config.mime = policy;
         self
     }
     /// Validates the configuration and builds the uploader.
@@ -417,11 +423,26 @@ async fn prepare_and_upload(
     };
     let size = meta.len();
     job.emit(Event::Queued { index, size });
-    // Opening the file now turns a permission problem into a clear per-file error before any
-    // request is made.
-    if let Err(e) = std::fs::File::open(&path) {
-        return (size, failed(ErrorCode::SourceUnreadable, e.to_string()));
-    }
+    // Reading the first (and last) bytes turns a permission problem into a clear per-file
+    // error before any request is made, and decides the content type.
+    let sample = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || read_sample(&path, size)).await
+    };
+    let (head, tail) = match sample {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return (size, failed(ErrorCode::SourceUnreadable, e.to_string())),
+        Err(e) => return (size, failed(ErrorCode::SourceUnreadable, e.to_string())),
+    };
+    let detected = match sniff::check(&job.config.mime, &head, tail.as_deref(), key.as_str()) {
+        Ok(mime) => mime,
+        Err(error) => return (size, FileOutcome::Failed { error }),
+    };
+    let content_type = job
+        .config
+        .content_type
+        .clone()
+        .unwrap_or_else(|| detected.to_owned());
     let plan = match Plan::new(size, job.config.multipart_threshold, job.config.part_size) {
         Ok(p) => p,
         Err(e) => return (size, failed(ErrorCode::FileTooLarge, e.to_string())),
@@ -450,7 +471,25 @@ async fn prepare_and_upload(
         key,
         size,
         modified: meta.modified().ok(),
-        content_type: None,
+        content_type: Some(content_type),
     };
     (size, upload_file(job, task, plan).await)
+}
+
+/// The first [`SNIFF_WINDOW`] bytes of a file and, for longer files, its last [`TAIL_WINDOW`].
+fn read_sample(path: &std::path::Path, size: u64) -> std::io::Result<(Vec<u8>, Option<Vec<u8>>)> {
+    use std::io::{Read as _, Seek as _};
+    let mut f = std::fs::File::open(path)?;
+    let mut head = Vec::with_capacity(SNIFF_WINDOW);
+    (&mut f).take(SNIFF_WINDOW as u64).read_to_end(&mut head)?;
+    if size <= SNIFF_WINDOW as u64 {
+        return Ok((head, None));
+    }
+    let start = size
+        .saturating_sub(TAIL_WINDOW as u64)
+        .max(SNIFF_WINDOW as u64);
+    f.seek(std::io::SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity(TAIL_WINDOW);
+    f.take(TAIL_WINDOW as u64).read_to_end(&mut tail)?;
+    Ok((head, Some(tail)))
 }

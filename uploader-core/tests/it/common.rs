@@ -76,3 +76,15 @@ impl<T: ObjectStore + ?Sized> ListAll for T {
         self.list_multipart_uploads("").await.unwrap()
     }
 }
+
+/// The default allowlist plus `application/octet-stream` (what random test data sniffs as).
+pub fn binary_ok() -> uploader_core::MimePolicy {
+    uploader_core::MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap()
+}
+
+/// Writes bytes to `dir/name`, creating parent directories.
+pub fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}

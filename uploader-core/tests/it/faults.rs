@@ -22,6 +22,7 @@ fn fast_retries(attempts: u32) -> RetryPolicy {
 
 fn uploader(store: Arc<dyn ObjectStore>, attempts: u32) -> Uploader {
     Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(store)
         .with_multipart_threshold(5 * MIB as u64)
         .with_part_size(5 * MIB as u64)
@@ -253,6 +254,7 @@ async fn fail_fast_stops_scheduling_after_the_first_failure() {
         })
         .collect();
     let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(faulty)
         .with_concurrency(1)
         .with_fail_fast(true)

@@ -6,3 +6,4 @@ mod conformance;
 mod faults;
 mod memory;
 mod pipeline;
+mod sniffing;

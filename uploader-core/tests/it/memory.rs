@@ -28,6 +28,7 @@ async fn two_gib_upload_stays_within_the_configured_memory_bound() {
     // A sparse file: reads return zeros without touching the disk.
     std::fs::File::create(&path).unwrap().set_len(SIZE).unwrap();
     let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(e.dyn_store())
         .with_concurrency(concurrency)
         .with_part_size(part_size)

@@ -33,6 +33,7 @@ async fn edge_sizes_round_trip_through_s3() {
         })
         .collect();
     let uploader = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(e.dyn_store())
         .build()
         .unwrap();
@@ -95,13 +96,14 @@ async fn a_directory_of_small_files_round_trips() {
     for i in 0..n {
         file(
             src.path(),
-            &format!("d{}/sub{}/file {i}.txt", i % 7, i % 3),
+            &format!("d{}/sub{}/file {i}.bin", i % 7, i % 3),
             1000 + i,
             i as u64,
         );
     }
     file(src.path(), ".hidden/.dotfile", 10, 999);
     let uploader = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(e.dyn_store())
         .with_concurrency(8)
         .build()
@@ -118,7 +120,7 @@ async fn a_directory_of_small_files_round_trips() {
     );
     assert_eq!(report.summary().uploaded, n + 1);
     for i in 0..n {
-        let key = format!("tree/2024/d{}/sub{}/file {i}.txt", i % 7, i % 3);
+        let key = format!("tree/2024/d{}/sub{}/file {i}.bin", i % 7, i % 3);
         assert!(e.store_get(&key).await == data(1000 + i, i as u64), "{key}");
     }
     assert_eq!(
@@ -155,6 +157,7 @@ async fn duplicate_keys_and_unreadable_sources_are_reported_not_fatal() {
         UploadItem { path: b, key: nfd },
     ];
     let uploader = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(e.dyn_store())
         .build()
         .unwrap();
@@ -190,6 +193,7 @@ async fn symlinks_are_not_followed_unless_asked_and_never_outside_the_root() {
     std::os::unix::fs::symlink(&inside, src.path().join("alias.txt")).unwrap();
     std::os::unix::fs::symlink(src.path(), src.path().join("loop")).unwrap();
     let uploader = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
         .with_store(e.dyn_store())
         .build()
         .unwrap();
