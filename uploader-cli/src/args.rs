@@ -40,7 +40,7 @@ pub struct Cli {
 pub enum Command {
     /// Upload files and directories to s3://bucket/prefix/.
     #[command(visible_alias = "cp", after_help = EXAMPLES)]
-    Upload(UploadArgs),
+    Upload(Box<UploadArgs>),
     /// Check credentials and bucket access, then exit (0 ok, 2 not usable).
     Check(CheckArgs),
     /// List and abort multipart uploads left behind under s3://bucket/prefix.
