@@ -549,3 +549,43 @@ async fn a_disallowed_file_fails_alone_and_the_run_exits_1() {
     assert!(store.head("mixed/bad/photo.png").await.unwrap().is_none());
     assert!(store.head("mixed/bad/page.html").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_and_plain_http_exit_2_quickly_with_advice() {
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "f.txt", b"x");
+    let store_dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(store_dir.path(), "real-bucket")
+        .await
+        .unwrap();
+
+    let mut c = uploader(home.path());
+    c.env("AWS_ENDPOINT_URL", server.endpoint_url())
+        .env("AWS_REGION", "us-east-1")
+        .arg("upload")
+        .arg(src.path())
+        .arg("s3://real-bucket/p/");
+    let t0 = std::time::Instant::now();
+    let out = run_async(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "says what to do: {err}");
+
+    let mut c = against(&server, home.path());
+    c.args([
+        "check",
+        "s3://real-bucket",
+        "--endpoint-url",
+        "http://192.0.2.1:9000",
+    ]);
+    let out = run_async(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-http"));
+}

@@ -330,6 +330,63 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+
+    /// Names built from the characters that matter: separators, dots, confusables, controls,
+    /// bidi and zero-width characters, combining marks, and ordinary letters.
+    fn tricky_name() -> impl Strategy<Value = String> {
+        let chars = prop::sample::select(vec![
+            "/", "\\", ".", "..", "．", "／", "＼", "\0", "\n", "\u{7f}", "\u{85}", "\u{202e}",
+            "\u{200b}", "\u{2028}", "e\u{301}", "\u{e9}", "a", "Z", "0", " ", "%2e", "%2f", "€",
+            "ﬁ", "\u{2024}", "\u{fe52}", "C:", "~",
+        ]);
+        prop::collection::vec(chars, 0..40).prop_map(|v| v.concat())
+    }
+
+    fn check_invariants(prefix: &KeyPrefix, name: &str) -> Result<(), TestCaseError> {
+        if let Ok(key) = ObjectKey::derive(prefix, name) {
+            let k = key.as_str();
+            prop_assert!(k.starts_with(prefix.as_str()));
+            prop_assert!(k.len() <= MAX_KEY_BYTES);
+            prop_assert!(!k.starts_with('/'));
+            for seg in k.split('/') {
+                prop_assert!(!seg.is_empty(), "empty segment in {k:?}");
+                prop_assert!(seg != "." && seg != "..", "dot segment in {k:?}");
+                let compat: String = seg.nfkc().collect();
+                prop_assert!(!compat.chars().all(|c| c == '.'), "confusable {k:?}");
+                prop_assert!(!compat.contains('/') && !compat.contains('\\'));
+            }
+            prop_assert!(!k.contains('\\'));
+            prop_assert!(!k.chars().any(forbidden));
+            let nfc: String = k.nfc().collect();
+            prop_assert_eq!(&nfc, k, "not NFC");
+            // Idempotent: deriving again from the result gives the same key.
+            let rest = &k[prefix.as_str().len()..];
+            let again = ObjectKey::derive(prefix, rest);
+            prop_assert_eq!(again, Ok(key.clone()));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn derived_keys_never_escape_and_are_idempotent(name in tricky_name(), raw in ".{0,64}") {
+            let prefix = KeyPrefix::new("root/sub").unwrap();
+            check_invariants(&prefix, &name)?;
+            check_invariants(&prefix, &raw)?;
+            check_invariants(&KeyPrefix::root(), &name)?;
+        }
+
+        #[test]
+        fn long_names_respect_the_byte_limit(seg in "[a-z€]{1,60}", n in 1usize..40) {
+            let name = vec![seg; n].join("/");
+            let prefix = KeyPrefix::new(&"p".repeat(200)).unwrap();
+            check_invariants(&prefix, &name)?;
+        }
+    }
+
     #[test]
     fn prefixes_are_validated_and_joined() {
         assert_eq!(KeyPrefix::new("a/b").unwrap().as_str(), "a/b/");

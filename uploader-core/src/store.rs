@@ -20,7 +20,7 @@ use crate::key::ObjectKey;
 
 mod fault;
 mod memory;
-pub(crate) mod s3;
+pub mod s3;
 
 pub use fault::{Fault, FaultRule, FaultyStore, Operation};
 pub use memory::MemoryStore;

@@ -7,3 +7,4 @@ mod faults;
 mod memory;
 mod pipeline;
 mod sniffing;
+mod validate;
