@@ -1,8 +1,7 @@
 //! Command-line arguments. Plain data: no logic here (resolution is in `resolve.rs`).
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand};
+pub use uploader_server::connect::ConnectionArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -45,6 +44,8 @@ pub enum Command {
     Check(CheckArgs),
     /// List and abort multipart uploads left behind under s3://bucket/prefix.
     Cleanup(CleanupArgs),
+    /// Run the HTTP batch upload daemon (POST /v1/uploads).
+    Serve(Box<uploader_server::ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -58,30 +59,6 @@ pub struct OutputArgs {
     /// More logging on stderr (-v info, -vv debug). UPLOADER_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     pub verbose: u8,
-}
-
-/// How to reach S3; follows the AWS CLI's names and environment variables.
-#[derive(Debug, Args, Clone)]
-pub struct ConnectionArgs {
-    /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS).
-    #[arg(long, value_name = "URL", help_heading = "S3 connection")]
-    pub endpoint_url: Option<String>,
-    /// Region (default: AWS_REGION, the profile, then us-east-1).
-    #[arg(long, help_heading = "S3 connection")]
-    pub region: Option<String>,
-    /// Shared-config profile (default: AWS_PROFILE).
-    #[arg(long, help_heading = "S3 connection")]
-    pub profile: Option<String>,
-    /// Path-style addressing (default: on for custom endpoints).
-    #[arg(long, help_heading = "S3 connection")]
-    pub force_path_style: bool,
-    /// Allow a plain-HTTP endpoint on a non-loopback host (credentials and data unencrypted).
-    #[arg(long, env = "UPLOADER_ALLOW_HTTP", help_heading = "S3 connection")]
-    pub allow_http: bool,
-    /// Run an S3-compatible endpoint inside this process over DIR and use it (the bucket is
-    /// created as a directory under DIR). For trying the tool and for tests.
-    #[arg(long, value_name = "DIR", help_heading = "S3 connection")]
-    pub embedded_s3: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,8 @@ mod resolve;
 
 use args::{CheckArgs, CleanupArgs, Cli, Command, UploadArgs};
 use output::Output;
-use resolve::{CleanupPlan, Connection, S3Target, UploadPlan};
+use resolve::{CleanupPlan, S3Target, UploadPlan};
+use uploader_server::connect::Connection;
 
 /// Exit statuses (documented in `--help`).
 mod exit {
@@ -43,6 +44,10 @@ fn main() -> ExitCode {
             Command::Upload(a) => upload(out, a).await,
             Command::Check(a) => check(out, a).await,
             Command::Cleanup(a) => cleanup(out, a).await,
+            Command::Serve(a) => uploader_server::serve::run(a)
+                .await
+                .map(|()| exit::OK)
+                .map_err(usage),
         }
     });
     match result {
@@ -59,8 +64,8 @@ fn init_tracing(verbose: u8) {
     // The SDK warns about every provider it tries (instance metadata off EC2, ...); those
     // reach the user through our own errors, so they are shown only with -vv.
     let default = match verbose {
-        0 => "error,uploader=warn,uploader_core=warn",
-        1 => "warn,uploader=info,uploader_core=info,aws_config=error",
+        0 => "error,uploader=warn,uploader_core=warn,uploader_server=warn",
+        1 => "warn,uploader=info,uploader_core=info,uploader_server=info,aws_config=error",
         _ => "debug",
     };
     let filter = std::env::var(uploader_core::env::UPLOADER_LOG)

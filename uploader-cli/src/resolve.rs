@@ -2,17 +2,13 @@
 //! is refused here, before anything is uploaded.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use uploader_core::config::{parse_duration, parse_size};
 use uploader_core::walk::glob_filter;
-use uploader_core::{
-    EmbeddedS3, KeyPrefix, MimePolicy, RetryPolicy, S3Config, S3Store, Source, UploadConfig,
-    WalkOptions,
-};
+use uploader_core::{KeyPrefix, MimePolicy, RetryPolicy, Source, UploadConfig, WalkOptions};
 
-use crate::args::{CleanupArgs, ConnectionArgs, UploadArgs};
+use crate::args::{CleanupArgs, UploadArgs};
 
 /// `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
@@ -40,46 +36,6 @@ impl S3Target {
 
     pub fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
-    }
-}
-
-/// A store to talk to, and the embedded endpoint behind it when one was asked for (kept alive
-/// as long as the connection).
-pub struct Connection {
-    pub store: Arc<S3Store>,
-    _embedded: Option<EmbeddedS3>,
-}
-
-impl Connection {
-    pub async fn open(args: &ConnectionArgs, bucket: &str) -> anyhow::Result<Connection> {
-        let (config, embedded) = match &args.embedded_s3 {
-            Some(dir) => {
-                if args.endpoint_url.is_some() {
-                    bail!("--embedded-s3 and --endpoint-url cannot be used together");
-                }
-                let server = EmbeddedS3::start(dir, bucket)
-                    .await
-                    .context("starting the embedded S3 endpoint")?;
-                (server.s3_config(), Some(server))
-            }
-            None => (
-                S3Config {
-                    bucket: bucket.to_owned(),
-                    region: args.region.clone(),
-                    endpoint_url: args.endpoint_url.clone(),
-                    force_path_style: args.force_path_style.then_some(true),
-                    profile: args.profile.clone(),
-                    allow_http: args.allow_http,
-                    ..S3Config::default()
-                },
-                None,
-            ),
-        };
-        let store = S3Store::connect(&config).await?;
-        Ok(Connection {
-            store: Arc::new(store),
-            _embedded: embedded,
-        })
     }
 }
 

@@ -34,6 +34,7 @@ pub mod retry;
 pub mod schedule;
 pub mod sniff;
 pub mod store;
+pub mod stream;
 pub mod transfer;
 pub mod uploader;
 pub mod validate;

@@ -94,7 +94,7 @@ pub struct FileError {
 }
 
 impl FileError {
-    pub(crate) fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
         FileError {
             code,
             message: message.into(),

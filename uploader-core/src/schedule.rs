@@ -74,6 +74,22 @@ impl Budget {
         }
     }
 
+    /// Waits for `bytes` of the byte budget (capped at the whole budget), for data about to be
+    /// buffered in memory. Dropping the permit returns the bytes.
+    pub async fn acquire_bytes(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let units = bytes.div_ceil(BYTE_UNIT).clamp(1, self.max_byte_units);
+        Arc::clone(&self.bytes)
+            .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
+            .await
+            .expect("the budget semaphore is never closed")
+    }
+
+    /// Bytes of the byte budget in use now.
+    pub fn buffered(&self) -> u64 {
+        let free = self.bytes.available_permits() as u64;
+        self.max_byte_units.saturating_sub(free) * BYTE_UNIT
+    }
+
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.max_requests - self.requests.available_permits()

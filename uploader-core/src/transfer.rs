@@ -59,7 +59,7 @@ pub(crate) struct FileTask {
 }
 
 /// Why a transfer stopped.
-enum Stop {
+pub(crate) enum Stop {
     Store(StoreError),
     Local(FileError),
     Cancelled,
@@ -105,7 +105,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Stop {
-    fn into_file_error(self) -> FileError {
+    pub(crate) fn into_file_error(self) -> FileError {
         match self {
             Stop::Store(e) => file_error(&e),
             Stop::Local(e) => e,
@@ -120,7 +120,7 @@ impl Stop {
 
 /// Whether cancellation may interrupt a request in flight.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Interrupt {
+pub(crate) enum Interrupt {
     /// Drop the request (an upload part: the whole multipart upload is aborted anyway).
     Yes,
     /// Let the request finish: its effect must be known (a created multipart upload must be
@@ -130,7 +130,7 @@ enum Interrupt {
 
 /// Runs `op` under a budget permit, retrying retryable failures with backoff. Cancellation
 /// interrupts the waits, and the request itself when `interrupt` allows.
-async fn with_retries<'a, T>(
+pub(crate) async fn with_retries<'a, T>(
     job: &'a Job,
     index: usize,
     interrupt: Interrupt,
@@ -225,7 +225,7 @@ async fn ensure_unchanged(task: &FileTask) -> Result<(), Stop> {
     Ok(())
 }
 
-fn put_options(config: &UploadConfig, content_type: Option<String>) -> PutOptions {
+pub(crate) fn put_options(config: &UploadConfig, content_type: Option<String>) -> PutOptions {
     PutOptions {
         content_type,
         checksum: None,
@@ -325,7 +325,7 @@ async fn multipart(
         if !matches!(stop, Stop::Cancelled) {
             warn!(%upload_id, "multipart upload failed; aborting it");
         }
-        abort(job, task, &upload_id).await;
+        abort_upload(job, task.index, &task.key, &upload_id).await;
     }
     outcome
 }
@@ -411,20 +411,18 @@ async fn send_parts_and_complete(
 
 /// Aborts a multipart upload, retrying; never interrupted by cancellation (that is when it is
 /// needed most).
-async fn abort(job: &Job, task: &FileTask, upload_id: &str) {
+pub(crate) async fn abort_upload(job: &Job, index: usize, key: &ObjectKey, upload_id: &str) {
     let policy = job.config.retry;
     let mut attempt = 1;
     loop {
         let result = {
             let _permit = job.budget.acquire(0).await;
-            job.store
-                .abort_multipart(task.key.as_str(), upload_id)
-                .await
+            job.store.abort_multipart(key.as_str(), upload_id).await
         };
         match result {
             Ok(()) => {
                 job.aborted.fetch_add(1, Ordering::Relaxed);
-                job.emit(Event::MultipartAborted { index: task.index });
+                job.emit(Event::MultipartAborted { index });
                 return;
             }
             Err(e) if e.code() == Some("NoSuchUpload") => return,

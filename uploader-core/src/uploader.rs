@@ -212,6 +212,37 @@ impl Uploader {
     }
 }
 
+impl Uploader {
+    /// Uploads one byte stream (e.g. a file part of an HTTP request) to `key`, with the same
+    /// policies and the same shared budget as file uploads. Returns once the stream is consumed;
+    /// the returned task finishes the remaining requests. See [`crate::stream`].
+    pub async fn upload_stream<S, E>(
+        &self,
+        key: ObjectKey,
+        stream: S,
+        max_size: Option<u64>,
+        cancel: CancellationToken,
+    ) -> (
+        crate::stream::StreamEnd,
+        tokio::task::JoinHandle<crate::stream::StreamResult>,
+    )
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let job = Arc::new(Job {
+            store: Arc::clone(&self.store),
+            budget: self.budget.clone(),
+            config: Arc::clone(&self.config),
+            cancel: cancel.clone(),
+            events: None,
+            retries: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+        });
+        crate::stream::upload_stream(job, key, stream, max_size, cancel).await
+    }
+}
+
 /// A running job. Dropping it cancels the job: open multipart uploads are aborted in the
 /// background. [`UploadHandle::abort`] cancels and waits for the aborts to finish.
 #[derive(Debug)]

@@ -1,1 +1,15 @@
-//! The HTTP batch daemon (`uploader serve`); see issue #5.
+//! `uploader-server`: the HTTP batch daemon (`uploader serve`), a thin front-end over
+//! `uploader-core`: it parses requests, calls the core pipeline, and renders per-file results.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod connect;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod serve;
+pub mod upload;
+
+pub use app::{AppState, app};
+pub use config::{Limits, ServeArgs, ServerConfig};

@@ -1,0 +1,220 @@
+//! The router, its shared state, and the cross-cutting middleware: request ids, security
+//! headers, HTTP metrics, authentication and load shedding.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uploader_core::{KeyPrefix, S3Store, Uploader};
+
+use crate::auth::Tokens;
+use crate::config::Limits;
+use crate::problem::ApiError;
+
+/// How long a readiness verdict is reused.
+const READY_CACHE: Duration = Duration::from_secs(5);
+
+/// State shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub uploader: Uploader,
+    pub root_prefix: KeyPrefix,
+    pub limits: Limits,
+    pub tokens: Tokens,
+    /// Upload requests served at once.
+    pub slots: Arc<Semaphore>,
+    /// Cancelled when in-flight uploads must give up (shutdown deadline).
+    pub shutdown: CancellationToken,
+    /// Set when the server stops taking new uploads.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// The S3 store to check for readiness (none: always ready, e.g. a test store).
+    pub s3: Option<Arc<S3Store>>,
+    pub ready: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl AppState {
+    /// State for an uploader; `s3` is checked by `/readyz`.
+    pub fn new(
+        uploader: Uploader,
+        root_prefix: KeyPrefix,
+        limits: Limits,
+        tokens: &[String],
+        s3: Option<Arc<S3Store>>,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            uploader,
+            root_prefix,
+            slots: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+            limits,
+            tokens: Tokens::new(tokens),
+            shutdown: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            s3,
+            ready: Mutex::new(None),
+        }))
+    }
+
+    /// Cancelling this token makes in-flight uploads abort and answer.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.0.shutdown.clone()
+    }
+
+    /// Stops taking new uploads (they get 503).
+    pub fn start_draining(&self) {
+        self.0
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A request's id, in its extensions and in the `x-request-id` response header.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The upload slot a request holds while it is served.
+#[derive(Clone)]
+pub struct Slot(#[allow(dead_code)] pub Arc<OwnedSemaphorePermit>);
+
+/// The application.
+pub fn app(state: AppState) -> Router {
+    let uploads = Router::new()
+        .route("/v1/uploads", post(crate::upload::handler))
+        .layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .merge(uploads)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(common))
+        .with_state(state)
+}
+
+fn new_request_id() -> String {
+    use rand::Rng as _;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// Request id, security headers, HTTP metrics and a log line for every request. The
+/// `Authorization` header is never logged.
+async fn common(mut req: Request, next: Next) -> Response {
+    let id = new_request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let route: &'static str = match req.uri().path() {
+        "/v1/uploads" => "/v1/uploads",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/openapi.json" => "/openapi.json",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, %method, route);
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16().to_string();
+    let elapsed = started.elapsed();
+    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route, "status" => status.clone()).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    tracing::info!(parent: &span, status, elapsed_ms = elapsed.as_millis() as u64, "request served");
+    resp
+}
+
+/// Authentication, then load shedding: a request over the concurrency limit is refused at
+/// once with 503 and `Retry-After`, never queued.
+async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !state.0.tokens.check(auth) {
+        return ApiError::unauthorized().into_response();
+    }
+    if state.0.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; retry on another instance",
+            )
+        }
+        .into_response();
+    }
+    let Ok(permit) = Arc::clone(&state.0.slots).try_acquire_owned() else {
+        return ApiError::overloaded().into_response();
+    };
+    req.extensions_mut().insert(Slot(Arc::new(permit)));
+    next.run(req).await
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Ready when the bucket is reachable with valid credentials (checked at most every 5 s).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let verdict = {
+        let cached = state.0.ready.lock().unwrap().clone();
+        match cached {
+            Some((at, v)) if at.elapsed() < READY_CACHE => v,
+            _ => {
+                let v = match &state.0.s3 {
+                    None => Ok(()),
+                    Some(s3) => uploader_core::validate::check(s3, &state.0.root_prefix, false)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                };
+                *state.0.ready.lock().unwrap() = Some((Instant::now(), v.clone()));
+                v
+            }
+        }
+    };
+    match verdict {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    metrics::gauge!("uploader_in_flight_requests")
+        .set(state.0.uploader.budget().in_flight() as f64);
+    let body = crate::metrics::handle().render();
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+async fn openapi() -> impl IntoResponse {
+    axum::Json(crate::openapi::document())
+}

@@ -1,0 +1,49 @@
+//! Prometheus metrics (names from PRODUCT.md), recorded with the `metrics` facade.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// The process-wide recorder (installed once; every app in the process shares it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed by an embedding program: then ours only
+        // renders what is recorded through it, which is nothing; that is the embedder's choice.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("uploader_files_total", "Files processed, by outcome");
+    describe_counter!("uploader_bytes_total", "Bytes of files stored");
+    describe_histogram!("uploader_upload_duration_seconds", "Time to store one file");
+    describe_histogram!(
+        "uploader_batch_duration_seconds",
+        "Time to serve one upload request"
+    );
+    describe_counter!("uploader_batches_total", "Upload requests, by HTTP status");
+    describe_counter!("uploader_retries_total", "S3 requests retried");
+    describe_counter!(
+        "uploader_multipart_aborts_total",
+        "Multipart uploads aborted"
+    );
+    describe_gauge!("uploader_in_flight_requests", "S3 requests in flight");
+    describe_counter!("http_requests_total", "HTTP requests, by route and status");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        "HTTP request latency, by route"
+    );
+}

@@ -1,0 +1,83 @@
+//! The OpenAPI document served at `/openapi.json`.
+
+use serde_json::{Value, json};
+
+/// Error codes a per-file result may carry (closed set).
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_key",
+    "duplicate_key",
+    "mime_not_allowed",
+    "mime_mismatch",
+    "file_too_large",
+    "source_unreadable",
+    "source_changed",
+    "checksum_mismatch",
+    "already_exists",
+    "upstream_throttled",
+    "upstream_timeout",
+    "upstream_error",
+    "upstream_rejected",
+    "cancelled",
+];
+
+pub fn document() -> Value {
+    let batch = json!({"$ref": "#/components/schemas/Batch"});
+    let problem = |d: &str| json!({"description": d, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "uploader", "version": env!("CARGO_PKG_VERSION")},
+        "paths": {
+            "/v1/uploads": {"post": {
+                "summary": "Upload a batch of files (multipart/form-data), streamed to S3",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "prefix", "in": "query", "required": false, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {
+                    "type": "object",
+                    "properties": {
+                        "prefix": {"type": "string", "description": "key prefix under the server's root prefix; before the files"},
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    }}}}},
+                "responses": {
+                    "201": {"description": "every file stored", "content": {"application/json": {"schema": batch}}},
+                    "207": {"description": "some files stored, some failed", "content": {"application/json": {"schema": batch}}},
+                    "422": {"description": "every file refused by validation", "content": {"application/json": {"schema": batch}}},
+                    "502": {"description": "every file failed upstream", "content": {"application/json": {"schema": batch}}},
+                    "400": problem("malformed multipart, unknown field, bad prefix, no files"),
+                    "401": problem("missing or invalid bearer token"),
+                    "408": problem("the body stalled past the idle timeout"),
+                    "413": problem("request or file count over the limit"),
+                    "415": problem("not multipart/form-data"),
+                    "503": problem("overloaded or shutting down; see Retry-After")
+                }
+            }},
+            "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "bucket reachable with valid credentials", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Batch": {"type": "object", "required": ["request_id", "summary", "results"], "properties": {
+                    "request_id": {"type": "string"},
+                    "summary": {"type": "object", "properties": {
+                        "total": {"type": "integer"}, "succeeded": {"type": "integer"},
+                        "failed": {"type": "integer"}, "bytes": {"type": "integer"}}},
+                    "results": {"type": "array", "items": {"oneOf": [
+                        {"$ref": "#/components/schemas/Stored"}, {"$ref": "#/components/schemas/Failed"}]}}}},
+                "Stored": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
+                    "status": {"const": "uploaded"}, "size": {"type": "integer"},
+                    "content_type": {"type": "string"}, "etag": {"type": "string"}, "checksum": {"type": "string"}}},
+                "Failed": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": ["string", "null"]},
+                    "status": {"const": "failed"},
+                    "error": {"type": "object", "properties": {
+                        "code": {"enum": ERROR_CODES}, "message": {"type": "string"}, "retryable": {"type": "boolean"}}}}},
+                "Problem": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "results": {"type": "array", "description": "files handled before the request failed"}}}
+            }
+        }
+    })
+}

@@ -1,0 +1,99 @@
+//! Running the daemon: fail-fast validation, listening (HTTP or HTTPS), graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use uploader_core::{Uploader, validate};
+
+use crate::app::{AppState, app};
+use crate::config::{ServeArgs, ServerConfig};
+use crate::connect::Connection;
+
+/// Runs `uploader serve` until SIGTERM or Ctrl-C.
+///
+/// On the signal: stop accepting connections and new uploads; let in-flight requests finish
+/// for the grace period; then cancel what remains (their multipart uploads are aborted and
+/// they get their per-file results); exit once every request has answered.
+pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::try_from(args)?;
+    let conn = Connection::open(&args.connection, &config.bucket).await?;
+    validate::check(&conn.store, &config.root_prefix, false)
+        .await
+        .context("start-up check failed")?;
+    let uploader = Uploader::builder()
+        .with_store(Arc::clone(&conn.store) as _)
+        .with_config(config.upload.clone())
+        .build()?;
+    let state = AppState::new(
+        uploader,
+        config.root_prefix.clone(),
+        config.limits.clone(),
+        &config.tokens,
+        Some(Arc::clone(&conn.store)),
+    );
+    crate::metrics::handle();
+    let router = app(state.clone());
+
+    let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);
+    match &config.tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listening on {}", config.listen))?;
+            tracing::warn!(addr = %listener.local_addr()?, auth = !config.tokens.is_empty(), "serving HTTP");
+            eprintln!(
+                "uploader serve: listening on http://{}",
+                listener.local_addr()?
+            );
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .context("loading the TLS certificate and key")?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(None);
+            });
+            eprintln!("uploader serve: listening on https://{}", config.listen);
+            axum_server::bind_rustls(config.listen, tls)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await?;
+        }
+    }
+    eprintln!("uploader serve: stopped");
+    Ok(())
+}
+
+/// Resolves when the server should stop accepting; cancels in-flight uploads after `grace`.
+async fn shutdown_signal(state: AppState, grace: Duration) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("uploader serve: shutting down (grace {grace:?})");
+    state.start_draining();
+    let token = state.shutdown_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        token.cancel();
+    });
+}
