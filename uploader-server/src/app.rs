@@ -51,6 +51,8 @@ impl AppState {
         tokens: &[String],
         s3: Option<Arc<S3Store>>,
     ) -> AppState {
+        // The recorder must exist before the first request records anything.
+        crate::metrics::handle();
         AppState(Arc::new(Inner {
             uploader,
             root_prefix,

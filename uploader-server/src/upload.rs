@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use uploader_core::stream::{StreamEnd, StreamResult};
 use uploader_core::{ErrorCode, FileError, FileOutcome, KeyPrefix, ObjectKey};
 
-use crate::app::{AppState, RequestId};
+use crate::app::{AppState, RequestId, Slot};
 use crate::problem::ApiError;
 
 /// Field names that carry files (any part with a filename is a file, whatever its name).
@@ -68,14 +68,16 @@ fn classify(e: &multer::Error) -> FailureKind {
     }
 }
 
-/// The request body, failing when the client sends nothing for `idle`.
+/// The request body, failing when the client sends nothing for `idle`, and handing out one
+/// chunk per poll: `multer` reads its input until it is pending, so an always-ready body (a
+/// fast client on a fast network) would otherwise pile up in its buffer without bound.
 fn idle_guarded(
     body: axum::body::Body,
     idle: Duration,
     failure: Arc<BodyFailure>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let stream = body.into_data_stream();
-    futures::stream::unfold((stream, failure), move |(mut s, failure)| async move {
+    let chunks = futures::stream::unfold((stream, failure), move |(mut s, failure)| async move {
         match tokio::time::timeout(idle, s.next()).await {
             Ok(Some(Ok(b))) => Some((Ok(b), (s, failure))),
             Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), (s, failure))),
@@ -91,7 +93,36 @@ fn idle_guarded(
                 ))
             }
         }
-    })
+    });
+    OneChunkPerPoll {
+        inner: Box::pin(chunks),
+        yielded: false,
+    }
+}
+
+/// Returns `Pending` (after waking itself) between chunks.
+struct OneChunkPerPoll<S> {
+    inner: std::pin::Pin<Box<S>>,
+    yielded: bool,
+}
+
+impl<S: Stream> Stream for OneChunkPerPoll<S> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        if self.yielded {
+            self.yielded = false;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let polled = self.inner.as_mut().poll_next(cx);
+        if matches!(polled, std::task::Poll::Ready(Some(_))) {
+            self.yielded = true;
+        }
+        polled
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -102,6 +133,8 @@ pub struct UploadQuery {
 pub async fn handler(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    // Held until the response is built: the request keeps its upload slot while it is served.
+    Extension(_slot): Extension<Slot>,
     query: Result<axum::extract::Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -251,9 +284,8 @@ pub async fn handler(
         };
         let kind_slot = Arc::clone(&failure);
         let data = field.map(move |r| {
-            r.map_err(|e| {
-                *kind_slot.kind.lock().unwrap() = Some(classify(&e));
-                e
+            r.inspect_err(|e| {
+                *kind_slot.kind.lock().unwrap() = Some(classify(e));
             })
         });
         let (end, task) = inner
