@@ -41,7 +41,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("listening on {}", config.listen))?;
-            tracing::warn!(addr = %listener.local_addr()?, auth = !config.tokens.is_empty(), "serving HTTP");
+            tracing::info!(addr = %listener.local_addr()?, auth = !config.tokens.is_empty(), "serving HTTP");
             eprintln!(
                 "uploader serve: listening on http://{}",
                 listener.local_addr()?
