@@ -1,6 +1,9 @@
 //! Helpers for the end-to-end tests: locating the `uploader` binary built by this workspace,
 //! running it with a clean AWS environment, and making test data.
 
+pub mod conformance;
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -1,3 +1,4 @@
 //! End-to-end tests: the real `uploader` binary against real S3-compatible servers.
 
 mod cli;
+mod stores;

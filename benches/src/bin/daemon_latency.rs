@@ -46,7 +46,11 @@ async fn post(addr: std::net::SocketAddr, prefix: &str, body: &[u8]) -> anyhow::
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await?;
     let text = String::from_utf8_lossy(&resp);
-    Ok(text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+    Ok(text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -56,7 +60,10 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
     let files = args.first().copied().unwrap_or(20);
     let size = args.get(1).copied().unwrap_or(1 << 20);
     let requests = args.get(2).copied().unwrap_or(100);
@@ -71,7 +78,13 @@ async fn main() -> anyhow::Result<()> {
             ..UploadConfig::default()
         })
         .build()?;
-    let state = AppState::new(uploader, KeyPrefix::root(), Limits::default(), &[], Some(store));
+    let state = AppState::new(
+        uploader,
+        KeyPrefix::root(),
+        Limits::default(),
+        &[],
+        Some(store),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app(state)).await });

@@ -388,7 +388,23 @@ impl ObjectStore for S3Store {
         for (k, v) in &opts.metadata {
             req = req.metadata(k, v);
         }
-        let out = req.send().await.map_err(|e| convert(OP, e))?;
+        let out = match req.send().await {
+            Ok(out) => out,
+            // rclone serve s3 answers 200 with an `<InitiateMultipartUpload>` root element (not
+            // `...Result`), which the SDK refuses; the UploadId inside is all we need.
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 200 => {
+                return e
+                    .raw()
+                    .body()
+                    .bytes()
+                    .and_then(|b| xml_text(b, "UploadId"))
+                    .ok_or(StoreError::Other {
+                        operation: OP,
+                        message: "unreadable CreateMultipartUpload response".into(),
+                    });
+            }
+            Err(e) => return Err(convert(OP, e)),
+        };
         out.upload_id.ok_or(StoreError::Other {
             operation: OP,
             message: "the response has no UploadId".into(),
@@ -540,7 +556,13 @@ impl ObjectStore for S3Store {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| convert(OP, e))?;
+                .map_err(|e| convert(OP, e));
+            let page = match page {
+                Ok(p) => p,
+                // rclone serve s3 answers NoSuchUpload for a bucket that never had an upload.
+                Err(e) if e.code() == Some("NoSuchUpload") => break,
+                Err(e) => return Err(e),
+            };
             for u in page.uploads.unwrap_or_default() {
                 out.push(PendingUpload {
                     key: u.key.unwrap_or_default(),
@@ -561,9 +583,28 @@ impl ObjectStore for S3Store {
     }
 }
 
+/// The text of the first `<tag>...</tag>` in an XML document (no entities expected: upload ids
+/// are URL-safe).
+fn xml_text(doc: &[u8], tag: &str) -> Option<String> {
+    let doc = std::str::from_utf8(doc).ok()?;
+    let open = format!("<{tag}>");
+    let start = doc.find(&open)? + open.len();
+    let end = start + doc[start..].find(&format!("</{tag}>"))?;
+    let text = doc[start..end].trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_upload_id_parsing() {
+        let rclone = b"<?xml version=\"1.0\"?><InitiateMultipartUpload><Bucket>b</Bucket><Key>k</Key><UploadId>abc-123</UploadId></InitiateMultipartUpload>";
+        assert_eq!(xml_text(rclone, "UploadId").as_deref(), Some("abc-123"));
+        assert_eq!(xml_text(b"<UploadId></UploadId>", "UploadId"), None);
+        assert_eq!(xml_text(b"<Error/>", "UploadId"), None);
+    }
 
     fn cfg(endpoint: &str, allow_http: bool) -> S3Config {
         S3Config {

