@@ -1,4 +1,5 @@
 //! End-to-end tests: the real `uploader` binary against real S3-compatible servers.
 
 mod cli;
+mod interop;
 mod stores;

@@ -80,7 +80,7 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
-    let plan = UploadPlan::try_from(args).map_err(usage)?;
+    let mut plan = UploadPlan::try_from(args).map_err(usage)?;
     let conn = Connection::open(&args.connection, &plan.target.bucket)
         .await
         .map_err(usage)?;
@@ -89,6 +89,14 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
         validate::check(&conn.store, &plan.target.prefix, false)
             .await
             .map_err(usage)?;
+        if plan.detect_checksum {
+            plan.config.checksum =
+                validate::detect_checksum(conn.store.as_ref(), &plan.target.prefix)
+                    .await
+                    .context("probing which checksum the endpoint verifies")
+                    .map_err(usage)?;
+            tracing::info!(checksum = %plan.config.checksum, "checksum chosen by probing the endpoint");
+        }
     }
     let uploader = uploader_core::Uploader::builder()
         .with_store(Arc::clone(&conn.store) as _)

@@ -41,6 +41,8 @@ impl S3Target {
 
 /// Everything an upload needs, validated.
 pub struct UploadPlan {
+    /// Find out which checksum the endpoint verifies before uploading (`--checksum auto`).
+    pub detect_checksum: bool,
     pub sources: Vec<Source>,
     pub target: S3Target,
     pub walk: WalkOptions,
@@ -105,7 +107,10 @@ impl TryFrom<&UploadArgs> for UploadPlan {
                 max_attempts: a.retries.saturating_add(1),
                 ..RetryPolicy::default()
             },
-            checksum: a.checksum.parse().context("--checksum")?,
+            checksum: match a.checksum.as_str() {
+                "auto" => Default::default(),
+                other => other.parse().context("--checksum")?,
+            },
             fail_fast: a.fail_fast,
             no_clobber: a.no_clobber,
             dry_run: a.dry_run,
@@ -118,6 +123,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
         };
         config.validate()?;
         Ok(UploadPlan {
+            detect_checksum: a.checksum == "auto",
             sources,
             target,
             walk: WalkOptions {

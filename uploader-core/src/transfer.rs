@@ -242,6 +242,23 @@ pub(crate) async fn upload_file(job: &Job, task: FileTask, plan: Plan) -> FileOu
     let span = info_span!("file", index = task.index, key = %task.key, size = task.size);
     async {
         let started = Instant::now();
+        // Some servers ignore `If-None-Match` (rclone serve s3): look first, so no-clobber
+        // holds there too; the conditional header still closes the race where it is honoured.
+        if job.config.no_clobber {
+            match job.store.head(task.key.as_str()).await {
+                Ok(Some(_)) => {
+                    return FileOutcome::Skipped {
+                        reason: "the key already exists (no-clobber)".into(),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return FileOutcome::Failed {
+                        error: file_error(&e),
+                    };
+                }
+            }
+        }
         let result = match plan {
             Plan::Single { .. } => single(job, &task).await,
             Plan::Multipart { .. } => multipart(job, &task, plan).await,

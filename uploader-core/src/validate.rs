@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
 
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::{KeyPrefix, ObjectKey};
-use crate::store::{ObjectStore as _, PutOptions, S3Store, StoreError};
+use crate::store::{Body, ObjectStore, PutOptions, S3Store, StoreError};
 
 /// How long credential resolution may take.
 pub const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -162,5 +163,45 @@ pub async fn check(
         bucket,
         write_probe: probe,
         elapsed: started.elapsed(),
+    })
+}
+
+/// Which checksum the endpoint verifies, found by experiment: a multipart upload is created
+/// under `prefix`, a part is sent with a deliberately wrong CRC32C, and the upload is aborted.
+/// A server that refuses the part verifies CRC32C; any other answer means it ignores the header,
+/// and `Content-MD5` (which every S3-compatible server understands, and rclone verifies) is used.
+/// Nothing is left behind. Costs three small requests.
+pub async fn detect_checksum(
+    store: &dyn ObjectStore,
+    prefix: &KeyPrefix,
+) -> Result<ChecksumAlgorithm, StoreError> {
+    let key =
+        ObjectKey::derive(prefix, ".uploader-checksum-probe").map_err(|e| StoreError::Other {
+            operation: "CreateMultipartUpload",
+            message: e.to_string(),
+        })?;
+    let opts = PutOptions {
+        checksum_algorithm: Some(ChecksumAlgorithm::Crc32c),
+        ..PutOptions::default()
+    };
+    let id = store.create_multipart(&key, &opts).await?;
+    let wrong = Checksum::of_bytes(ChecksumAlgorithm::Crc32c, b"not the body");
+    let sent = store
+        .upload_part(
+            &key,
+            &id,
+            1,
+            Body::Bytes(bytes::Bytes::from_static(b"probe")),
+            Some(&wrong),
+        )
+        .await;
+    match store.abort_multipart(key.as_str(), &id).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some("NoSuchUpload") => {}
+        Err(e) => return Err(e),
+    }
+    Ok(match sent {
+        Err(e) if e.is_bad_digest() => ChecksumAlgorithm::Crc32c,
+        _ => ChecksumAlgorithm::Md5,
     })
 }

@@ -210,6 +210,8 @@ pub struct ServerConfig {
     pub tokens: Vec<String>,
     pub limits: Limits,
     pub upload: UploadConfig,
+    /// Probe the endpoint for the checksum it verifies at start-up.
+    pub detect_checksum: bool,
 }
 
 impl TryFrom<&ServeArgs> for ServerConfig {
@@ -256,7 +258,10 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 .context("--multipart-threshold")?,
             max_buffer_bytes: max_buffer,
             retry: RetryPolicy::default(),
-            checksum: a.checksum.parse().context("--checksum")?,
+            checksum: match a.checksum.as_str() {
+                "auto" => Default::default(),
+                other => other.parse().context("--checksum")?,
+            },
             mime: MimePolicy::new(&a.allow_mime, &a.deny_mime)?,
             ..UploadConfig::default()
         };
@@ -293,6 +298,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             tokens,
             limits,
             upload,
+            detect_checksum: a.checksum == "auto",
         })
     }
 }

@@ -16,11 +16,19 @@ use crate::connect::Connection;
 /// for the grace period; then cancel what remains (their multipart uploads are aborted and
 /// they get their per-file results); exit once every request has answered.
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = ServerConfig::try_from(args)?;
+    let mut config = ServerConfig::try_from(args)?;
     let conn = Connection::open(&args.connection, &config.bucket).await?;
     validate::check(&conn.store, &config.root_prefix, false)
         .await
         .context("start-up check failed")?;
+    if config.detect_checksum {
+        config.upload.checksum =
+            validate::detect_checksum(conn.store.as_ref(), &config.root_prefix).await?;
+        eprintln!(
+            "uploader serve: checksum {} (probed)",
+            config.upload.checksum
+        );
+    }
     let uploader = Uploader::builder()
         .with_store(Arc::clone(&conn.store) as _)
         .with_config(config.upload.clone())
