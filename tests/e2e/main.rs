@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `uploader` binary against real S3-compatible servers.
 
 mod cli;
+mod daemon;
+mod faults;
 mod interop;
 mod stores;

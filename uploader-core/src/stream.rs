@@ -94,6 +94,7 @@ where
             biased;
             () = cancel.cancelled() => {
                 failure.get_or_insert(Stop::Cancelled.into_file_error());
+                end = StreamEnd::Broken("the upload was cancelled".into());
                 break;
             }
             n = stream.next() => n,
@@ -329,10 +330,16 @@ impl Multipart {
         let mut opts = put_options(&job.config, content_type);
         opts.checksum_algorithm = Some(job.config.checksum);
         let opts = &opts;
+        let mut attempts = 0u32;
+        let counter = &mut attempts;
         let upload_id = with_retries(job, 0, Interrupt::No, || {
+            *counter += 1;
             Box::pin(async move { Ok(job.store.create_multipart(key, opts).await?) })
         })
         .await?;
+        if attempts > 1 {
+            crate::transfer::reap_lost_creates(job, 0, key, &upload_id).await;
+        }
         Ok(Multipart {
             upload_id,
             parts: Vec::new(),

@@ -327,7 +327,10 @@ async fn multipart(
     let mut opts = put_options(&job.config, task.content_type.clone());
     opts.checksum_algorithm = Some(alg);
     let opts = &opts;
+    let mut create_attempts = 0u32;
+    let attempts = &mut create_attempts;
     let upload_id = with_retries(job, task.index, Interrupt::No, || {
+        *attempts += 1;
         Box::pin(async move { Ok(job.store.create_multipart(&task.key, opts).await?) })
     })
     .await?;
@@ -344,7 +347,27 @@ async fn multipart(
         }
         abort_upload(job, task.index, &task.key, &upload_id).await;
     }
+    if create_attempts > 1 {
+        reap_lost_creates(job, task.index, &task.key, &upload_id).await;
+    }
     outcome
+}
+
+/// A retried `CreateMultipartUpload` may have created an upload whose answer was lost: the
+/// server has it, we never learnt its id. After the file is done, abort the uploads of this
+/// exact key other than ours, so none is left behind. (Another client uploading the very same
+/// key at the very same moment would lose its upload; that is the price of never leaving
+/// orphans, and only paid after a lost response.)
+pub(crate) async fn reap_lost_creates(job: &Job, index: usize, key: &ObjectKey, ours: &str) {
+    let Ok(pending) = job.store.list_multipart_uploads(key.as_str()).await else {
+        return;
+    };
+    for p in pending {
+        if p.key == key.as_str() && p.upload_id != ours {
+            warn!(upload_id = %p.upload_id, "aborting a multipart upload whose creation answer was lost");
+            abort_upload(job, index, key, &p.upload_id).await;
+        }
+    }
 }
 
 async fn send_parts_and_complete(

@@ -303,8 +303,20 @@ pub async fn handler(
             state: EntryState::Running(task, Instant::now()),
         });
         if let StreamEnd::Broken(msg) = end {
-            let kind = *failure.kind.lock().unwrap();
-            request_error = Some(body_error(&failure, kind, &msg));
+            request_error = Some(if inner.shutdown.is_cancelled() {
+                ApiError {
+                    retry_after: Some(5),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        "the server shut down before the request was complete; files not \
+                         listed as uploaded were not stored",
+                    )
+                }
+            } else {
+                let kind = *failure.kind.lock().unwrap();
+                body_error(&failure, kind, &msg)
+            });
             break;
         }
     }

@@ -1,0 +1,234 @@
+//! Fault tolerance through a fault-injecting proxy in front of a real server (the embedded
+//! endpoint), with seeded, reproducible faults. After every faulty run: each file is either
+//! reported uploaded AND present with the right bytes, or reported failed with a reason; no
+//! multipart upload is left pending; the CLI exits with the code its summary implies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uploader_core::{
+    EmbeddedS3, FileOutcome, KeyPrefix, MimePolicy, ObjectKey, ObjectStore as _, RetryPolicy,
+    S3Store, UploadConfig, UploadItem, Uploader,
+};
+use uploader_e2e::proxy::{Fault, FaultPlan, Op, Proxy};
+use uploader_e2e::{data, describe, json_lines, run, uploader, write};
+
+const MIB: usize = 1024 * 1024;
+const ALL_OPS: [Op; 5] = [
+    Op::PutObject,
+    Op::UploadPart,
+    Op::CreateMultipart,
+    Op::CompleteMultipart,
+    Op::AbortMultipart,
+];
+
+/// (relative name, size, seed): small files and a few multipart ones.
+fn workload() -> Vec<(String, usize, u64)> {
+    let mut v: Vec<_> = (0..40)
+        .map(|i| (format!("small/f{i:02}.bin"), 1000 + i * 977, i as u64))
+        .collect();
+    for i in 0..3 {
+        v.push((format!("big/b{i}.bin"), 11 * MIB + i, 100 + i as u64));
+    }
+    v
+}
+
+async fn faulty_run(seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "fault-bucket").await.unwrap();
+    let direct = S3Store::connect(&server.s3_config()).await.unwrap();
+    let proxy = Proxy::start(
+        &server.endpoint_url(),
+        FaultPlan {
+            seed,
+            rate: 0.15,
+            faults: vec![
+                Fault::InternalError,
+                Fault::SlowDown,
+                Fault::ResetMidBody,
+                Fault::Stall(Duration::from_millis(2500)),
+                Fault::DropResponse,
+            ],
+            ops: ALL_OPS.to_vec(),
+        },
+    )
+    .await;
+    let mut cfg = server.s3_config();
+    cfg.endpoint_url = Some(proxy.endpoint());
+    cfg.read_timeout = Some(Duration::from_secs(1));
+    let via_proxy = Arc::new(S3Store::connect(&cfg).await.unwrap());
+
+    let src = tempfile::tempdir().unwrap();
+    let prefix = KeyPrefix::new(&format!("seed{seed}")).unwrap();
+    let files = workload();
+    let items: Vec<UploadItem> = files
+        .iter()
+        .map(|(rel, len, s)| UploadItem {
+            path: write(src.path(), rel, &data(*len, *s)),
+            key: ObjectKey::derive(&prefix, rel).unwrap(),
+        })
+        .collect();
+    let up = Uploader::builder()
+        .with_store(via_proxy)
+        .with_config(UploadConfig {
+            concurrency: 8,
+            part_size: 5 << 20,
+            multipart_threshold: 5 << 20,
+            retry: RetryPolicy {
+                max_attempts: 6,
+                base: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(200),
+            },
+            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
+            ..UploadConfig::default()
+        })
+        .build()
+        .unwrap();
+    let report = up.upload_files(items).wait().await;
+
+    assert_eq!(report.files.len(), files.len());
+    let mut uploaded = 0;
+    for (f, (rel, len, s)) in report.files.iter().zip(&files) {
+        let key = format!("{prefix}{rel}");
+        match &f.outcome {
+            FileOutcome::Uploaded { .. } => {
+                uploaded += 1;
+                let got = direct.get(&key).await.unwrap();
+                let got = got
+                    .unwrap_or_else(|| panic!("seed {seed}: {key} reported uploaded but missing"));
+                assert!(
+                    got == data(*len, *s),
+                    "seed {seed}: {key} reported uploaded but wrong"
+                );
+            }
+            FileOutcome::Failed { error } => {
+                assert!(!error.message.is_empty(), "seed {seed}: {key}: no reason");
+            }
+            FileOutcome::Skipped { reason } => panic!("seed {seed}: {key} skipped: {reason}"),
+        }
+    }
+    let pending = direct
+        .list_multipart_uploads(prefix.as_str())
+        .await
+        .unwrap();
+    assert!(
+        pending.is_empty(),
+        "seed {seed}: pending uploads left: {pending:?}"
+    );
+    let faults = proxy
+        .stats
+        .faults
+        .load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "seed {seed}: {uploaded}/{} uploaded, {} retries, {faults} faults injected over {} requests",
+        files.len(),
+        report.retries,
+        proxy
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(faults > 0, "seed {seed}: no fault fired");
+    // With six attempts per request, a 15 % fault rate loses no file.
+    assert_eq!(
+        uploaded,
+        files.len(),
+        "seed {seed}: {:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_faults_lose_nothing_seed_1() {
+    faulty_run(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_faults_lose_nothing_seed_2() {
+    faulty_run(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_faults_lose_nothing_seed_3() {
+    faulty_run(3).await;
+}
+
+/// The binary through the proxy: whatever fails, the exit code matches the summary, every file
+/// reported uploaded is present, and nothing is left pending. With one attempt per request some
+/// files fail, so the failure path is exercised too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_through_faults_reports_honestly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "fault-bucket").await.unwrap();
+    let direct = S3Store::connect(&server.s3_config()).await.unwrap();
+    let proxy = Proxy::start(
+        &server.endpoint_url(),
+        FaultPlan {
+            seed: 42,
+            rate: 0.2,
+            faults: vec![
+                Fault::InternalError,
+                Fault::SlowDown,
+                Fault::ResetMidBody,
+                Fault::DropResponse,
+            ],
+            ops: vec![Op::PutObject, Op::UploadPart, Op::CompleteMultipart],
+        },
+    )
+    .await;
+    let src = tempfile::tempdir().unwrap();
+    let files = workload();
+    for (rel, len, s) in &files {
+        write(src.path(), rel, &data(*len, *s));
+    }
+    let home = tempfile::tempdir().unwrap();
+    let creds = server.credentials().clone();
+    let mut c = uploader(home.path());
+    c.env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_REGION", "us-east-1")
+        .args(["upload", "--json", "--retries", "0", "--checksum", "crc32c"])
+        .args(["--multipart-threshold", "5MiB", "--part-size", "5MiB"])
+        .args(["--allow-mime", "application/octet-stream", "--endpoint-url"])
+        .arg(proxy.endpoint())
+        .arg(src.path())
+        .arg("s3://fault-bucket/cli/");
+    let out = tokio::task::spawn_blocking(move || run(&mut c))
+        .await
+        .unwrap();
+    let lines = json_lines(&out);
+    let summary = lines.last().unwrap();
+    let failed = summary["failed"].as_u64().unwrap();
+    assert!(
+        failed > 0,
+        "the fault rate should fail some files: {}",
+        describe(&out)
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    for l in &lines[..lines.len() - 1] {
+        let key = l["key"].as_str().unwrap();
+        let rel = key.strip_prefix("cli/").unwrap();
+        let (_, len, s) = files.iter().find(|(r, _, _)| r == rel).unwrap();
+        match l["status"].as_str().unwrap() {
+            "uploaded" => {
+                let got = direct
+                    .get(key)
+                    .await
+                    .unwrap()
+                    .expect("uploaded file present");
+                assert!(got == data(*len, *s), "{key} wrong");
+            }
+            "failed" => {
+                assert!(l["error"]["code"].is_string() && l["error"]["retryable"].is_boolean());
+            }
+            other => panic!("{key}: {other}"),
+        }
+    }
+    assert!(
+        direct
+            .list_multipart_uploads("cli/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

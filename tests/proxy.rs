@@ -1,0 +1,220 @@
+//! A fault-injecting HTTP proxy in front of a real S3 server, for the fault-tolerance tests.
+//!
+//! Requests are classified by S3 operation; a seeded RNG decides, request by request, whether a
+//! fault fires (so a run is reproducible from its seed). Faults: a 500 InternalError, a 503
+//! SlowDown, a connection reset partway through the request body, a stall longer than the
+//! client's timeout, and a response dropped *after* the server has executed the request. The
+//! Host header is forwarded unchanged, so SigV4 signatures made for the proxy stay valid.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::{Rng as _, SeedableRng as _};
+
+/// The S3 operation of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    PutObject,
+    UploadPart,
+    CreateMultipart,
+    CompleteMultipart,
+    AbortMultipart,
+    Other,
+}
+
+fn classify(req: &Request<Incoming>) -> Op {
+    let q = req.uri().query().unwrap_or("");
+    let has = |k: &str| {
+        q.split('&')
+            .any(|kv| kv == k || kv.starts_with(&format!("{k}=")))
+    };
+    match *req.method() {
+        hyper::Method::PUT if has("partNumber") => Op::UploadPart,
+        hyper::Method::PUT => Op::PutObject,
+        hyper::Method::POST if has("uploads") => Op::CreateMultipart,
+        hyper::Method::POST if has("uploadId") => Op::CompleteMultipart,
+        hyper::Method::DELETE if has("uploadId") => Op::AbortMultipart,
+        _ => Op::Other,
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    InternalError,
+    SlowDown,
+    ResetMidBody,
+    Stall(Duration),
+    DropResponse,
+}
+
+/// Which faults fire, how often, on which operations.
+#[derive(Debug, Clone)]
+pub struct FaultPlan {
+    pub seed: u64,
+    /// Probability that a targeted request gets a fault.
+    pub rate: f64,
+    pub faults: Vec<Fault>,
+    pub ops: Vec<Op>,
+}
+
+/// Counts of what the proxy did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub faults: AtomicU64,
+}
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+struct Shared {
+    upstream: String,
+    plan: FaultPlan,
+    rng: Mutex<rand::rngs::StdRng>,
+    client: Client<HttpConnector, Incoming>,
+    stats: Arc<Stats>,
+}
+
+/// A running proxy; stops when dropped.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    /// Proxies 127.0.0.1:<free port> to `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str, plan: FaultPlan) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(plan.seed)),
+            plan,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            stats: Arc::clone(&stats),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let shared = Arc::clone(&shared);
+                        async move { handle(shared, req).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(sock), svc)
+                        .await;
+                });
+            }
+        });
+        Proxy { addr, stats, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn s3_error(status: u16, code: &str) -> Response<ProxyBody> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(
+            Full::new(Bytes::from(xml))
+                .map_err(|e: Infallible| match e {})
+                .boxed(),
+        )
+        .unwrap()
+}
+
+/// The connection is closed without a response (hyper drops it when the service fails).
+#[derive(Debug)]
+struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected connection drop")
+    }
+}
+impl std::error::Error for Dropped {}
+
+async fn forward(shared: &Shared, req: Request<Incoming>) -> Result<Response<ProxyBody>, Dropped> {
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    parts.uri = format!("{}{pq}", shared.upstream)
+        .parse()
+        .map_err(|_| Dropped)?;
+    let resp = shared
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+        .map_err(|_| Dropped)?;
+    Ok(resp.map(|b| b.boxed()))
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Dropped> {
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let op = classify(&req);
+    let fault = {
+        let mut rng = shared.rng.lock().unwrap();
+        let targeted = shared.plan.ops.contains(&op) && !shared.plan.faults.is_empty();
+        if targeted && rng.random::<f64>() < shared.plan.rate {
+            Some(shared.plan.faults[rng.random_range(0..shared.plan.faults.len())])
+        } else {
+            None
+        }
+    };
+    let Some(fault) = fault else {
+        return forward(&shared, req).await;
+    };
+    shared.stats.faults.fetch_add(1, Ordering::Relaxed);
+    match fault {
+        Fault::InternalError => Ok(s3_error(500, "InternalError")),
+        Fault::SlowDown => Ok(s3_error(503, "SlowDown")),
+        Fault::ResetMidBody => {
+            let mut body = req.into_body();
+            let _ = body.frame().await;
+            Err(Dropped)
+        }
+        Fault::Stall(d) => {
+            tokio::time::sleep(d).await;
+            forward(&shared, req).await
+        }
+        Fault::DropResponse => {
+            // Let the server execute the request, then lose its answer.
+            let resp = forward(&shared, req).await?;
+            let _ = resp.into_body().collect().await;
+            Err(Dropped)
+        }
+    }
+}
