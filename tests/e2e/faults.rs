@@ -232,3 +232,114 @@ async fn the_cli_through_faults_reports_honestly() {
             .is_empty()
     );
 }
+
+/// The soak run of docs/RELIABILITY.md (not in CI: `cargo nextest run -p uploader-e2e
+/// --run-ignored only soak --no-capture`): 10 000 files through the proxy with 5 % faults of
+/// every kind on every operation; reports files lost (must be 0), retries and time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak run, minutes long; see docs/RELIABILITY.md"]
+async fn soak_10k_files_with_5_percent_faults() {
+    let n: usize = std::env::var("SOAK_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "soak-bucket").await.unwrap();
+    let direct = S3Store::connect(&server.s3_config()).await.unwrap();
+    let proxy = Proxy::start(
+        &server.endpoint_url(),
+        FaultPlan {
+            seed: 2026,
+            rate: 0.05,
+            faults: vec![
+                Fault::InternalError,
+                Fault::SlowDown,
+                Fault::ResetMidBody,
+                Fault::Stall(Duration::from_millis(1500)),
+                Fault::DropResponse,
+            ],
+            ops: ALL_OPS.to_vec(),
+        },
+    )
+    .await;
+    let mut cfg = server.s3_config();
+    cfg.endpoint_url = Some(proxy.endpoint());
+    cfg.read_timeout = Some(Duration::from_secs(1));
+    let via_proxy = Arc::new(S3Store::connect(&cfg).await.unwrap());
+    let src = tempfile::tempdir().unwrap();
+    let prefix = KeyPrefix::new("soak").unwrap();
+    let sizes: Vec<usize> = (0..n)
+        .map(|i| {
+            if i % 1000 == 999 {
+                11 * MIB
+            } else {
+                512 + (i * 7919) % 65_536
+            }
+        })
+        .collect();
+    let items: Vec<UploadItem> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let rel = format!("d{:02}/f{i:05}.bin", i % 50);
+            UploadItem {
+                path: write(src.path(), &rel, &data(len, i as u64)),
+                key: ObjectKey::derive(&prefix, &rel).unwrap(),
+            }
+        })
+        .collect();
+    let up = Uploader::builder()
+        .with_store(via_proxy)
+        .with_config(UploadConfig {
+            concurrency: 16,
+            part_size: 5 << 20,
+            multipart_threshold: 5 << 20,
+            retry: RetryPolicy {
+                max_attempts: 8,
+                base: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(500),
+            },
+            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
+            ..UploadConfig::default()
+        })
+        .build()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let report = up.upload_files(items).wait().await;
+    let elapsed = t0.elapsed();
+    let mut lost = 0;
+    let mut failed = 0;
+    for (i, f) in report.files.iter().enumerate() {
+        let key = f.key.clone().unwrap();
+        match &f.outcome {
+            FileOutcome::Uploaded { .. } => {
+                let ok = direct
+                    .get(&key)
+                    .await
+                    .unwrap()
+                    .is_some_and(|b| b == data(sizes[i], i as u64));
+                if !ok {
+                    lost += 1;
+                }
+            }
+            _ => failed += 1,
+        }
+    }
+    let pending = direct.list_multipart_uploads("soak/").await.unwrap().len();
+    eprintln!(
+        "soak: {n} files in {:.1} s; {} uploaded, {failed} failed (reported), {lost} lost; {} retries; {} faults over {} requests; {pending} pending uploads",
+        elapsed.as_secs_f64(),
+        report.summary().uploaded,
+        report.retries,
+        proxy
+            .stats
+            .faults
+            .load(std::sync::atomic::Ordering::Relaxed),
+        proxy
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(pending, 0);
+}
