@@ -59,7 +59,8 @@ fn venv_bin(name: &str) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -9,18 +9,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use uploader_core::MimePolicy;
 use uploader_core::sniff::{self, SNIFF_WINDOW, TAIL_WINDOW};
 
-/// Deterministic incompressible bytes (xorshift64).
-fn random_bytes(len: usize, mut x: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+use uploader_core::testing::pseudo_random as random_bytes;
 
 /// 8 KiB of plain prose (the text path scans the whole window for markup).
 fn text() -> Vec<u8> {

@@ -6,15 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use uploader_core::{EmbeddedS3, ObjectStore as _, S3Store};
+use uploader_e2e::servers::free_port;
 use uploader_e2e::{data, uploader};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// SIGTERM while a large file is streaming in: the daemon stops accepting, gives the request
 /// its grace period, then aborts the upload, answers with a well-formed problem listing the

@@ -33,6 +33,48 @@ fn workload() -> Vec<(String, usize, u64)> {
     v
 }
 
+/// Every fault kind, with stalls of `stall`.
+fn every_fault(stall: Duration) -> Vec<Fault> {
+    vec![
+        Fault::InternalError,
+        Fault::SlowDown,
+        Fault::ResetMidBody,
+        Fault::Stall(stall),
+        Fault::DropResponse,
+    ]
+}
+
+/// An uploader whose requests go through `proxy` to `server` (1 s read timeout, so stalls
+/// become timeouts), with fast retries and 5 MiB parts.
+async fn uploader_via(
+    server: &EmbeddedS3,
+    proxy: &Proxy,
+    concurrency: usize,
+    attempts: u32,
+    max_backoff: Duration,
+) -> Uploader {
+    let mut cfg = server.s3_config();
+    cfg.endpoint_url = Some(proxy.endpoint());
+    cfg.read_timeout = Some(Duration::from_secs(1));
+    let via_proxy = Arc::new(S3Store::connect(&cfg).await.unwrap());
+    Uploader::builder()
+        .with_store(via_proxy)
+        .with_config(UploadConfig {
+            concurrency,
+            part_size: 5 << 20,
+            multipart_threshold: 5 << 20,
+            retry: RetryPolicy {
+                max_attempts: attempts,
+                base: Duration::from_millis(10),
+                max_backoff,
+            },
+            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
+            ..UploadConfig::default()
+        })
+        .build()
+        .unwrap()
+}
+
 async fn faulty_run(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let server = EmbeddedS3::start(dir.path(), "fault-bucket").await.unwrap();
@@ -42,21 +84,11 @@ async fn faulty_run(seed: u64) {
         FaultPlan {
             seed,
             rate: 0.15,
-            faults: vec![
-                Fault::InternalError,
-                Fault::SlowDown,
-                Fault::ResetMidBody,
-                Fault::Stall(Duration::from_millis(2500)),
-                Fault::DropResponse,
-            ],
+            faults: every_fault(Duration::from_millis(2500)),
             ops: ALL_OPS.to_vec(),
         },
     )
     .await;
-    let mut cfg = server.s3_config();
-    cfg.endpoint_url = Some(proxy.endpoint());
-    cfg.read_timeout = Some(Duration::from_secs(1));
-    let via_proxy = Arc::new(S3Store::connect(&cfg).await.unwrap());
 
     let src = tempfile::tempdir().unwrap();
     let prefix = KeyPrefix::new(&format!("seed{seed}")).unwrap();
@@ -68,22 +100,7 @@ async fn faulty_run(seed: u64) {
             key: ObjectKey::derive(&prefix, rel).unwrap(),
         })
         .collect();
-    let up = Uploader::builder()
-        .with_store(via_proxy)
-        .with_config(UploadConfig {
-            concurrency: 8,
-            part_size: 5 << 20,
-            multipart_threshold: 5 << 20,
-            retry: RetryPolicy {
-                max_attempts: 6,
-                base: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(200),
-            },
-            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
-            ..UploadConfig::default()
-        })
-        .build()
-        .unwrap();
+    let up = uploader_via(&server, &proxy, 8, 6, Duration::from_millis(200)).await;
     let report = up.upload_files(items).wait().await;
 
     assert_eq!(report.files.len(), files.len());
@@ -251,21 +268,11 @@ async fn soak_10k_files_with_5_percent_faults() {
         FaultPlan {
             seed: 2026,
             rate: 0.05,
-            faults: vec![
-                Fault::InternalError,
-                Fault::SlowDown,
-                Fault::ResetMidBody,
-                Fault::Stall(Duration::from_millis(1500)),
-                Fault::DropResponse,
-            ],
+            faults: every_fault(Duration::from_millis(1500)),
             ops: ALL_OPS.to_vec(),
         },
     )
     .await;
-    let mut cfg = server.s3_config();
-    cfg.endpoint_url = Some(proxy.endpoint());
-    cfg.read_timeout = Some(Duration::from_secs(1));
-    let via_proxy = Arc::new(S3Store::connect(&cfg).await.unwrap());
     let src = tempfile::tempdir().unwrap();
     let prefix = KeyPrefix::new("soak").unwrap();
     let sizes: Vec<usize> = (0..n)
@@ -288,22 +295,7 @@ async fn soak_10k_files_with_5_percent_faults() {
             }
         })
         .collect();
-    let up = Uploader::builder()
-        .with_store(via_proxy)
-        .with_config(UploadConfig {
-            concurrency: 16,
-            part_size: 5 << 20,
-            multipart_threshold: 5 << 20,
-            retry: RetryPolicy {
-                max_attempts: 8,
-                base: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(500),
-            },
-            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
-            ..UploadConfig::default()
-        })
-        .build()
-        .unwrap();
+    let up = uploader_via(&server, &proxy, 16, 8, Duration::from_millis(500)).await;
     let t0 = std::time::Instant::now();
     let report = up.upload_files(items).wait().await;
     let elapsed = t0.elapsed();
@@ -322,7 +314,11 @@ async fn soak_10k_files_with_5_percent_faults() {
                     lost += 1;
                 }
             }
-            _ => failed += 1,
+            FileOutcome::Failed { error } => {
+                failed += 1;
+                eprintln!("soak: {key} failed: {} ({})", error.message, error.code);
+            }
+            FileOutcome::Skipped { .. } => failed += 1,
         }
     }
     let pending = direct.list_multipart_uploads("soak/").await.unwrap().len();

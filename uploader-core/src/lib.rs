@@ -54,3 +54,22 @@ pub use store::{
 };
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, Source, WalkOptions};
+
+/// Deterministic test data, shared by the test suites and the benches.
+#[doc(hidden)]
+pub mod testing {
+    /// `len` pseudo-random (xorshift64) bytes, different for each `seed`; incompressible enough
+    /// to sniff as binary, and cheap to regenerate for comparisons.
+    pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
