@@ -420,11 +420,14 @@ FIGURES = {"mib_s": ("MiB/s", True), "files_s": ("files/s", True),
 
 
 def best_peers(results):
-    """(server, workload) -> figure -> (value, client): the best non-uploader client of the run."""
+    """(server, workload) -> figure -> (value, client): the best peer uploader of the run.
+
+    Raw curl (single-part PUTs, no checksum, no retries, no multipart) is a ceiling reference,
+    not a peer: it is left out, as in the issue's table, and reported on its own rows."""
     best = {}
     for r in results:
         f = rates(r)
-        if r["client"] == OURS or f is None:
+        if r["client"] == OURS or r["client"].startswith("curl") or f is None:
             continue
         cell = best.setdefault((r["server"], r["workload"]), {})
         for k, (_t, higher) in FIGURES.items():

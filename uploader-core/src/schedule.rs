@@ -31,7 +31,6 @@ pub struct Budget {
 #[derive(Debug)]
 pub struct RequestPermit {
     _request: OwnedSemaphorePermit,
-    _bytes: Option<OwnedSemaphorePermit>,
 }
 
 impl Budget {
@@ -48,34 +47,18 @@ impl Budget {
         }
     }
 
-    /// Waits for a request slot, plus `buffered` bytes of the byte budget when the request's
-    /// data is held in memory (0 for data streamed from disk). A request larger than the whole
-    /// byte budget takes all of it, so it still runs, alone.
-    pub async fn acquire(&self, buffered: u64) -> RequestPermit {
+    /// Waits for a request slot.
+    pub async fn acquire(&self) -> RequestPermit {
         let request = Arc::clone(&self.requests)
             .acquire_owned()
             .await
             .expect("the budget semaphore is never closed");
-        let bytes = if buffered == 0 {
-            None
-        } else {
-            let units = buffered.div_ceil(BYTE_UNIT).min(self.max_byte_units);
-            let units = u32::try_from(units).unwrap_or(u32::MAX);
-            Some(
-                Arc::clone(&self.bytes)
-                    .acquire_many_owned(units)
-                    .await
-                    .expect("the budget semaphore is never closed"),
-            )
-        };
-        RequestPermit {
-            _request: request,
-            _bytes: bytes,
-        }
+        RequestPermit { _request: request }
     }
 
-    /// Waits for `bytes` of the byte budget (capped at the whole budget), for data about to be
-    /// buffered in memory. Dropping the permit returns the bytes.
+    /// Waits for `bytes` of the byte budget (capped at the whole budget, so a body larger than
+    /// the budget still runs, alone), for data about to be buffered in memory. Dropping the
+    /// permit returns the bytes.
     pub async fn acquire_bytes(&self, bytes: u64) -> OwnedSemaphorePermit {
         let units = bytes.div_ceil(BYTE_UNIT).clamp(1, self.max_byte_units);
         Arc::clone(&self.bytes)
@@ -116,7 +99,7 @@ mod tests {
         for _ in 0..20 {
             let (budget, now, peak) = (budget.clone(), now.clone(), peak.clone());
             tasks.push(tokio::spawn(async move {
-                let _p = budget.acquire(0).await;
+                let _p = budget.acquire().await;
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -134,19 +117,22 @@ mod tests {
     async fn byte_budget_limits_buffered_requests() {
         // 10 request slots but only 2 MiB of buffer: two 1 MiB bodies at a time.
         let budget = Budget::new(10, 2 << 20);
-        let a = budget.acquire(1 << 20).await;
-        let _b = budget.acquire(1 << 20).await;
-        let third = tokio::time::timeout(Duration::from_millis(50), budget.acquire(1 << 20)).await;
+        let a = budget.acquire_bytes(1 << 20).await;
+        let _b = budget.acquire_bytes(1 << 20).await;
+        let third =
+            tokio::time::timeout(Duration::from_millis(50), budget.acquire_bytes(1 << 20)).await;
         assert!(
             third.is_err(),
             "a third 1 MiB body must wait for the byte budget"
         );
         drop(a);
-        let third = tokio::time::timeout(Duration::from_millis(500), budget.acquire(1 << 20)).await;
+        let third =
+            tokio::time::timeout(Duration::from_millis(500), budget.acquire_bytes(1 << 20)).await;
         assert!(third.is_ok());
         // A body larger than the whole budget still runs (alone).
         let budget = Budget::new(10, 1 << 20);
-        let big = tokio::time::timeout(Duration::from_millis(500), budget.acquire(8 << 20)).await;
+        let big =
+            tokio::time::timeout(Duration::from_millis(500), budget.acquire_bytes(8 << 20)).await;
         assert!(big.is_ok());
     }
 }

@@ -142,7 +142,7 @@ pub(crate) async fn with_retries<'a, T>(
         let permit = tokio::select! {
             biased;
             () = job.cancel.cancelled() => return Err(Stop::Cancelled),
-            p = job.budget.acquire(0) => p,
+            p = job.budget.acquire() => p,
         };
         let result = if interrupt == Interrupt::Yes {
             tokio::select! {
@@ -456,7 +456,7 @@ pub(crate) async fn abort_upload(job: &Job, index: usize, key: &ObjectKey, uploa
     let mut attempt = 1;
     loop {
         let result = {
-            let _permit = job.budget.acquire(0).await;
+            let _permit = job.budget.acquire().await;
             job.store.abort_multipart(key.as_str(), upload_id).await
         };
         match result {
