@@ -589,3 +589,22 @@ async fn missing_credentials_and_plain_http_exit_2_quickly_with_advice() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-http"));
 }
+
+/// The README's main job: uploading this repository's docs to the embedded endpoint works,
+/// prose that mentions `<svg>` or `<script>` included.
+#[test]
+fn the_readme_main_job_uploads_the_docs() {
+    let home = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let out = run(uploader(home.path())
+        .arg("upload")
+        .arg(&docs)
+        .arg("s3://demo/docs/")
+        .arg("--embedded-s3")
+        .arg(store_dir.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let n = std::fs::read_dir(&docs).unwrap().count();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{n} files uploaded")), "{stdout}");
+}

@@ -105,7 +105,6 @@ impl EmbeddedS3 {
         let mut builder = S3ServiceBuilder::new(Verifying {
             fs,
             root: root.clone(),
-            pending: Mutex::new(()),
         });
         builder.set_auth(SimpleAuth::from_single(
             credentials.access_key_id.clone(),
@@ -215,7 +214,6 @@ fn random_token(len: usize) -> String {
 struct Verifying {
     fs: FileSystem,
     root: PathBuf,
-    pending: Mutex<()>,
 }
 
 impl std::fmt::Debug for Verifying {
@@ -246,7 +244,6 @@ impl Verifying {
     /// Pending uploads: s3s-fs keeps `.bucket-<b64>.object-<b64>.upload-<id>.metadata.json` for
     /// every upload until it is completed or aborted.
     fn pending_uploads(&self, bucket: &str, prefix: &str) -> Vec<(String, String, SystemTime)> {
-        let _guard = self.pending.lock().unwrap();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut out = Vec::new();
         let Ok(rd) = std::fs::read_dir(&self.root) else {

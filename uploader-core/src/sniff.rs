@@ -7,9 +7,10 @@
 //!    shell scripts… A zip is OOXML (DOCX/XLSX/PPTX) only if `infer` finds the Office entries
 //!    *and* `[Content_Types].xml` is among its first entries.
 //! 2. Text that `infer` does not name: valid UTF-8 (an incomplete character cut by the window is
-//!    tolerated), no NUL. Markup anywhere in the window (`<script`, `<html`, `<svg`, `<iframe`,
-//!    `<!doctype html`, `<?xml`, event handlers like `onload=` inside a tag) makes it
-//!    `text/html`, `image/svg+xml` or `application/xml`; a leading `#!` makes it
+//!    tolerated), no NUL. Text whose first non-blank character is `<` is markup: `image/svg+xml`
+//!    if it has `<svg` anywhere in the window, `application/xml` for a `<?xml` prolog with no
+//!    script, frame, object or `on…=` handler, else `text/html` (as in the WHATWG sniffing
+//!    rules, prose that merely mentions `<script>` stays text); a leading `#!` makes it
 //!    `text/x-shellscript`. Otherwise it is `application/json` when the extension is `.json` and
 //!    it starts with `{` or `[` (or the whole file parses as JSON), `text/csv` when the extension
 //!    is `.csv`, else `text/plain`. An empty file is `text/plain`.
@@ -153,28 +154,17 @@ pub fn detect(head: &[u8], name: &str) -> &'static str {
     if trimmed.starts_with("#!") {
         return "text/x-shellscript";
     }
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("<svg") {
-        return "image/svg+xml";
-    }
-    if [
-        "<script",
-        "<html",
-        "<!doctype html",
-        "<iframe",
-        "<body",
-        "<head",
-        "<object",
-        "<embed",
-    ]
-    .iter()
-    .any(|m| lower.contains(m))
-        || has_event_handler(&lower)
-    {
+    // A document that *is* markup starts with a tag (as in the WHATWG sniffing rules): text that
+    // merely mentions `<script>` in prose, like this project's own docs, stays text.
+    if trimmed.starts_with('<') {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("<svg") {
+            return "image/svg+xml";
+        }
+        if trimmed.starts_with("<?xml") && !has_active_markup(&lower) {
+            return "application/xml";
+        }
         return "text/html";
-    }
-    if trimmed.starts_with("<?xml") {
-        return xml_kind(head);
     }
     let ext = extension(name);
     let json_like = trimmed.starts_with('{') || trimmed.starts_with('[');
@@ -188,6 +178,22 @@ pub fn detect(head: &[u8], name: &str) -> &'static str {
         return "text/csv";
     }
     "text/plain"
+}
+
+/// Script, frames, embedded objects or event handlers.
+fn has_active_markup(lower: &str) -> bool {
+    [
+        "<script",
+        "<html",
+        "<!doctype html",
+        "<iframe",
+        "<body",
+        "<object",
+        "<embed",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+        || has_event_handler(lower)
 }
 
 fn xml_kind(head: &[u8]) -> &'static str {
@@ -369,8 +375,17 @@ mod tests {
             Err("mime_not_allowed")
         );
         assert_eq!(
-            verdict(b"hello <script>alert(1)</script>", "a.txt"),
+            verdict(b"<b>bold</b> and <script>alert(1)</script>", "a.txt"),
             Err("mime_mismatch")
+        );
+        // Prose that mentions markup is text (this project's own docs do).
+        assert_eq!(
+            verdict(b"`<svg` makes it image/svg+xml; `<script>` too\n", "doc.md"),
+            Ok("text/plain")
+        );
+        assert_eq!(
+            verdict(b"<?xml version=\"1.0\"?><a/>", "data.xml"),
+            Err("mime_not_allowed")
         );
         assert_eq!(
             verdict(b"<svg onload=alert(1)>", "i.svg"),
