@@ -284,21 +284,27 @@ impl Verifying {
 /// Whether a verified body matched its checksum: `None` until the body has ended.
 type Verdict = Arc<Mutex<Option<bool>>>;
 
-/// The checksum a request declares in its headers, decoded.
-fn declared(
+/// When a request declares a checksum (`x-amz-checksum-crc32c`, else `Content-MD5`), wraps its
+/// body so that it is verified while it streams (see [`verified_body`]); `None` when it declares
+/// none.
+fn verify_body(
+    body: &mut Option<StreamingBlob>,
     crc32c: Option<&String>,
     md5: Option<&String>,
-) -> S3Result<Option<(ChecksumAlgorithm, Vec<u8>)>> {
+) -> S3Result<Option<Verdict>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let (alg, value) = match (crc32c, md5) {
         (Some(c), _) => (ChecksumAlgorithm::Crc32c, c),
         (None, Some(m)) => (ChecksumAlgorithm::Md5, m),
         (None, None) => return Ok(None),
     };
-    let raw = b64
+    let expected = b64
         .decode(value.as_bytes())
         .map_err(|_| s3_error!(InvalidDigest, "the checksum is not valid base64"))?;
-    Ok(Some((alg, raw)))
+    let blob = body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+    let (blob, verdict) = verified_body(blob, alg, expected);
+    *body = Some(blob);
+    Ok(Some(verdict))
 }
 
 /// Wraps a body so that it fails at its end unless it matches `expected`: the server then
@@ -365,8 +371,8 @@ impl s3s::stream::ByteStream for VerifyingStream {
 }
 
 /// Maps a failed write whose body did not match its checksum to `BadDigest`.
-fn bad_digest_if_mismatch<T>(result: S3Result<T>, verdict: &Verdict) -> S3Result<T> {
-    match (result, *verdict.lock().unwrap()) {
+fn bad_digest_if_mismatch<T>(result: S3Result<T>, verdict: Option<&Verdict>) -> S3Result<T> {
+    match (result, verdict.and_then(|v| *v.lock().unwrap())) {
         (_, Some(false)) => Err(s3_error!(BadDigest, "the body does not match its checksum")),
         (r, _) => r,
     }
@@ -402,21 +408,13 @@ impl S3 for Verifying {
         &self,
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let expected = declared(
-            req.input.checksum_crc32c.as_ref(),
-            req.input.content_md5.as_ref(),
+        let i = &mut req.input;
+        let verdict = verify_body(
+            &mut i.body,
+            i.checksum_crc32c.as_ref(),
+            i.content_md5.as_ref(),
         )?;
-        let Some((alg, want)) = expected else {
-            return self.fs.put_object(req).await;
-        };
-        let body = req
-            .input
-            .body
-            .take()
-            .ok_or_else(|| s3_error!(IncompleteBody))?;
-        let (body, verdict) = verified_body(body, alg, want);
-        req.input.body = Some(body);
-        bad_digest_if_mismatch(self.fs.put_object(req).await, &verdict)
+        bad_digest_if_mismatch(self.fs.put_object(req).await, verdict.as_ref())
     }
     async fn get_object(
         &self,
@@ -465,21 +463,13 @@ impl S3 for Verifying {
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         self.require_upload(&req.input.upload_id)?;
-        let expected = declared(
-            req.input.checksum_crc32c.as_ref(),
-            req.input.content_md5.as_ref(),
+        let i = &mut req.input;
+        let verdict = verify_body(
+            &mut i.body,
+            i.checksum_crc32c.as_ref(),
+            i.content_md5.as_ref(),
         )?;
-        let Some((alg, want)) = expected else {
-            return self.fs.upload_part(req).await;
-        };
-        let body = req
-            .input
-            .body
-            .take()
-            .ok_or_else(|| s3_error!(IncompleteBody))?;
-        let (body, verdict) = verified_body(body, alg, want);
-        req.input.body = Some(body);
-        bad_digest_if_mismatch(self.fs.upload_part(req).await, &verdict)
+        bad_digest_if_mismatch(self.fs.upload_part(req).await, verdict.as_ref())
     }
     async fn list_parts(
         &self,
