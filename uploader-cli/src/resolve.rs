@@ -98,6 +98,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
                     .with_context(|| format!("--metadata {kv:?}: expected KEY=VALUE"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let checksum = uploader_core::checksum::parse_choice(&a.checksum).context("--checksum")?;
         let config = UploadConfig {
             concurrency: a.concurrency,
             part_size: parse_size(&a.part_size).context("--part-size")?,
@@ -107,10 +108,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
                 max_attempts: a.retries.saturating_add(1),
                 ..RetryPolicy::default()
             },
-            checksum: match a.checksum.as_str() {
-                "auto" => Default::default(),
-                other => other.parse().context("--checksum")?,
-            },
+            checksum: checksum.unwrap_or_default(),
             fail_fast: a.fail_fast,
             no_clobber: a.no_clobber,
             dry_run: a.dry_run,
@@ -123,7 +121,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
         };
         config.validate()?;
         Ok(UploadPlan {
-            detect_checksum: a.checksum == "auto",
+            detect_checksum: checksum.is_none(),
             sources,
             target,
             walk: WalkOptions {

@@ -62,6 +62,15 @@ impl FromStr for ChecksumAlgorithm {
     }
 }
 
+/// Parses a `--checksum` value: `auto` (probe the endpoint: `None`), `crc32c` or `md5`.
+pub fn parse_choice(s: &str) -> Result<Option<ChecksumAlgorithm>, UnknownAlgorithm> {
+    if s.eq_ignore_ascii_case("auto") {
+        Ok(None)
+    } else {
+        s.parse().map(Some)
+    }
+}
+
 /// A checksum value: the algorithm and the base64 of the raw digest, as S3 headers carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Checksum {

@@ -251,6 +251,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             tokens.clear();
         }
         let max_buffer = parse_size(&a.max_buffer).context("--max-buffer")?;
+        let checksum = uploader_core::checksum::parse_choice(&a.checksum).context("--checksum")?;
         let upload = UploadConfig {
             concurrency: a.concurrency,
             part_size: parse_size(&a.part_size).context("--part-size")?,
@@ -258,10 +259,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 .context("--multipart-threshold")?,
             max_buffer_bytes: max_buffer,
             retry: RetryPolicy::default(),
-            checksum: match a.checksum.as_str() {
-                "auto" => Default::default(),
-                other => other.parse().context("--checksum")?,
-            },
+            checksum: checksum.unwrap_or_default(),
             mime: MimePolicy::new(&a.allow_mime, &a.deny_mime)?,
             ..UploadConfig::default()
         };
@@ -298,7 +296,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             tokens,
             limits,
             upload,
-            detect_checksum: a.checksum == "auto",
+            detect_checksum: checksum.is_none(),
         })
     }
 }
