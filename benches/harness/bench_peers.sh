@@ -57,8 +57,8 @@ else
 fi
 [ -x "$UPLOADER_BIN" ] || { echo "no executable uploader at $UPLOADER_BIN" >&2; exit 2; }
 : > conf/rclone.conf
-.venv/bin/rclone version | head -1; .venv/bin/aws --version; .venv/bin/s3cmd --version
-.tools/bin/s3s-fs --version; curl --version | head -1; "$UPLOADER_BIN" --version
+.venv/bin/rclone version | sed -n 1p; .venv/bin/aws --version; .venv/bin/s3cmd --version
+.tools/bin/s3s-fs --version; curl --version | sed -n 1p; "$UPLOADER_BIN" --version
 
 echo "$(date +%T) == 2. data (2000 x 16 KiB, 100 x 4 MiB, 2 x 512 MiB; random bytes)"
 python3 gen_data.py data

@@ -16,6 +16,8 @@ fi
 echo "installing test servers into $venv" >&2
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-"$venv/bin/rclone" version | head -1 >&2
+# Not `| head -1`: under pipefail, head closing the pipe early makes rclone die of SIGPIPE (141).
+rclone_version="$("$venv/bin/rclone" version)"
+echo "${rclone_version%%$'\n'*}" >&2
 "$venv/bin/python" -c 'import moto, boto3; print("moto", moto.__version__, "boto3", boto3.__version__)' >&2
 echo "$want" > "$stamp"
