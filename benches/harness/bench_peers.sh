@@ -20,6 +20,7 @@ CLIENTS="${CLIENTS:-uploader,rclone-t16-lean,rclone-t16,boto3-c64-unsigned-nocrc
 WORKLOADS="${WORKLOADS:-small,medium,large}"
 COMPARE="${COMPARE:-0}"          # 1: also run a fixed set of clients on rclone-serve and moto
 DECOMP="${DECOMP:-0}"            # 1: also split botocore's default SHA-256/CRC32 cost (discard server, +2 min)
+DAEMON="${DAEMON:-1}"            # 1: also time `uploader serve` against the CLI and load it (daemon_bench.py, +2-3 min)
 mkdir -p results conf
 
 MOUNTED=0
@@ -56,6 +57,9 @@ else
   export UPLOADER_BIN="$ROOT/target/release/uploader"
 fi
 [ -x "$UPLOADER_BIN" ] || { echo "no executable uploader at $UPLOADER_BIN" >&2; exit 2; }
+if [ "$DAEMON" = 1 ]; then   # the load generator of daemon_bench.py
+  (cd "$ROOT" && cargo build --release -p benches --bin daemon_load)
+fi
 : > conf/rclone.conf
 .venv/bin/rclone version | sed -n 1p; .venv/bin/aws --version; .venv/bin/s3cmd --version
 .tools/bin/s3s-fs --version; curl --version | sed -n 1p; "$UPLOADER_BIN" --version
@@ -89,9 +93,15 @@ if [ "$DECOMP" = 1 ]; then
       --clients boto3-c64,boto3-c64-unsigned,boto3-c64-nocrc,boto3-c64-unsigned-nocrc,boto3-c10-unsigned-nocrc
 fi
 
+if [ "$DAEMON" = 1 ]; then
+  echo "$(date +%T) == 7. daemon: 1 GiB through uploader serve vs the CLI; ${LOAD_CLIENTS:-10} clients of 20 x 64 KiB batches"
+  RUNS="$RUNS" .venv/bin/python daemon_bench.py
+fi
+
 echo "$(date +%T) == tables (also in $LAB/results/*.md; raw runs in results/*.json)"
 cat results/results-rawread.md
 if [ "$COMPARE" = 1 ]; then cat results/results-servers.md; fi
 if [ "$DECOMP" = 1 ]; then cat results/results-decomp.md; fi
 cat results/results-main.md
+if [ "$DAEMON" = 1 ]; then cat results/results-daemon.md; fi
 echo "done"

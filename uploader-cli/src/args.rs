@@ -100,6 +100,15 @@ pub struct UploadArgs {
         help_heading = "Tuning"
     )]
     pub multipart_threshold: String,
+    /// Memory for file data being sent, e.g. 96MiB: bodies up to a quarter of it are read once
+    /// and sent from memory, larger ones stream from disk.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "96MiB",
+        help_heading = "Tuning"
+    )]
+    pub max_buffer: String,
     /// Retries per request after the first attempt.
     #[arg(long, value_name = "N", default_value_t = 4, help_heading = "Tuning")]
     pub retries: u32,

@@ -104,6 +104,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             part_size: parse_size(&a.part_size).context("--part-size")?,
             multipart_threshold: parse_size(&a.multipart_threshold)
                 .context("--multipart-threshold")?,
+            max_buffer_bytes: parse_size(&a.max_buffer).context("--max-buffer")?,
             retry: RetryPolicy {
                 max_attempts: a.retries.saturating_add(1),
                 ..RetryPolicy::default()

@@ -13,8 +13,10 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 /// Files of this size or more go multipart.
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * MIB;
-/// Default budget of request data held in memory by the pipeline (daemon bodies).
-pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 256 * MIB;
+/// Default budget of request bodies held in memory by the pipeline: file ranges read once and
+/// sent from memory, daemon bodies. Ranges up to a quarter of it are buffered (so 12 parts of
+/// the default 8 MiB at once); larger ones stream from disk.
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 96 * MIB;
 /// Largest accepted concurrency.
 pub const MAX_CONCURRENCY: usize = 1024;
 
@@ -86,6 +88,8 @@ pub enum ConfigError {
     Threshold(u64),
     #[error("retry attempts must be at least 1")]
     Attempts,
+    #[error("the memory budget (max buffer) must be at least 1 MiB, got {0} bytes")]
+    MaxBuffer(u64),
     #[error("content type {0:?} is not allowed by the MIME policy (see --allow-mime)")]
     ContentType(String),
     #[error("no store was given to the uploader builder")]
@@ -110,6 +114,9 @@ impl UploadConfig {
         }
         if self.retry.max_attempts == 0 {
             return Err(ConfigError::Attempts);
+        }
+        if self.max_buffer_bytes < MIB {
+            return Err(ConfigError::MaxBuffer(self.max_buffer_bytes));
         }
         if let Some(ct) = &self.content_type
             && (!self.mime.allows(&ct.to_ascii_lowercase()) || ct.contains(['\r', '\n']))
@@ -224,6 +231,10 @@ mod tests {
             c.validate().unwrap_err()
         };
         assert_eq!(bad(|c| c.concurrency = 0), ConfigError::Concurrency(0));
+        assert_eq!(
+            bad(|c| c.max_buffer_bytes = 1000),
+            ConfigError::MaxBuffer(1000)
+        );
         assert_eq!(
             bad(|c| c.part_size = MIN_PART_SIZE - 1),
             ConfigError::PartSize(MIN_PART_SIZE - 1)

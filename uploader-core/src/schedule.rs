@@ -11,7 +11,7 @@
 //! HTTP in the daemon). File bodies are streamed from disk by the HTTP client in 64 KiB reads
 //! and take no byte permits.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -25,6 +25,9 @@ pub struct Budget {
     max_requests: usize,
     bytes: Arc<Semaphore>,
     max_byte_units: u64,
+    /// Idle body buffers, reused so that reading a part neither page-faults fresh memory nor
+    /// fragments the allocator (glibc kept ~2× the budget resident without this).
+    idle: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 /// The right to send one request; dropped when the request is done.
@@ -44,6 +47,38 @@ impl Budget {
                 usize::try_from(max_byte_units).unwrap_or(Semaphore::MAX_PERMITS),
             )),
             max_byte_units,
+            idle: Arc::default(),
+        }
+    }
+
+    /// A buffer of exactly `len` bytes whose contents are unspecified (zeros, or old data to be
+    /// overwritten): an idle one of a fitting size if there is one (between `len` and twice
+    /// it), else a new one. Hold a byte reservation for it.
+    pub fn take_buffer(&self, len: usize) -> Vec<u8> {
+        let reused = {
+            let mut idle = self.idle.lock().expect("never poisoned");
+            idle.iter()
+                .position(|b| b.capacity() >= len && b.capacity() / 2 <= len)
+                .map(|i| idle.swap_remove(i))
+        };
+        match reused {
+            // Zero-fills only what was never written (a longer body than last time).
+            Some(mut b) => {
+                b.resize(len, 0);
+                b
+            }
+            // Zeroed by the allocator (fresh pages from the kernel for large sizes).
+            None => vec![0; len],
+        }
+    }
+
+    /// Gives a buffer back for reuse. Idle buffers are kept while they total at most the byte
+    /// budget, so memory stays within twice the budget even with mixed sizes.
+    pub fn give_buffer(&self, buf: Vec<u8>) {
+        let mut idle = self.idle.lock().expect("never poisoned");
+        let held: u64 = idle.iter().map(|b| b.capacity() as u64).sum();
+        if held + buf.capacity() as u64 <= self.max_byte_units * BYTE_UNIT {
+            idle.push(buf);
         }
     }
 
@@ -134,5 +169,31 @@ mod tests {
         let big =
             tokio::time::timeout(Duration::from_millis(500), budget.acquire_bytes(8 << 20)).await;
         assert!(big.is_ok());
+    }
+
+    #[test]
+    fn idle_buffers_are_reused_and_capped_by_the_budget() {
+        let budget = Budget::new(4, 4 << 20);
+        let a = budget.take_buffer(1 << 20);
+        assert_eq!(a.len(), 1 << 20);
+        let ptr = a.as_ptr();
+        budget.give_buffer(a);
+        // The same allocation comes back for a fitting size, resized to it.
+        let b = budget.take_buffer((1 << 20) - 10);
+        assert_eq!(b.as_ptr(), ptr);
+        assert_eq!(b.len(), (1 << 20) - 10);
+        // Too large for the idle buffer (or less than half of it): a new one.
+        budget.give_buffer(b);
+        let c = budget.take_buffer(2 << 20);
+        assert_ne!(c.as_ptr(), ptr);
+        let d = budget.take_buffer(100);
+        assert_ne!(d.as_ptr(), ptr);
+        // Idle buffers never total more than the budget.
+        budget.give_buffer(c);
+        budget.give_buffer(vec![0; 2 << 20]);
+        budget.give_buffer(vec![0; 2 << 20]);
+        let idle: usize = budget.idle.lock().unwrap().iter().map(Vec::capacity).sum();
+        assert!(idle <= 4 << 20, "{idle} bytes idle");
+        drop(d);
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! Every data request takes a permit from the shared [`Budget`] before its data is read. A
 //! multipart upload that fails, or whose job is cancelled, is aborted before the file is
-//! reported, so no orphaned parts are left behind. The checksum of each body is computed once,
-//! in a blocking thread, by reading the range the request will send; the HTTP client re-reads the
-//! range from the path (offset + length) on every attempt, so retries never hold data in memory.
-//! If the file changes between those reads the server refuses the checksum, and a file whose
-//! size or mtime changed during the upload is reported as `source_changed`.
+//! reported, so no orphaned parts are left behind. Each body (a whole small file, or one part)
+//! is read from disk once, in a blocking thread, into memory reserved from the byte budget, and
+//! its checksum is computed during that read; every attempt sends those bytes. Only a range too
+//! large to buffer (a quarter of the byte budget) is checksummed by a first read and streamed
+//! from the path (offset + length) on each attempt. A file whose size or mtime changed during
+//! the upload is reported as `source_changed`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ impl Job {
 }
 
 /// A file ready to send.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct FileTask {
     pub index: usize,
     pub path: PathBuf,
@@ -56,6 +57,18 @@ pub(crate) struct FileTask {
     pub size: u64,
     pub modified: Option<SystemTime>,
     pub content_type: Option<String>,
+    /// The whole file, read once with its checksum, for small files (see
+    /// [`crate::uploader::INLINE_MAX`]): sent and retried from memory, no second read.
+    pub inline: Option<Inline>,
+}
+
+/// A small file's bytes and their checksum, read in one go.
+#[derive(Debug)]
+pub(crate) struct Inline {
+    pub data: bytes::Bytes,
+    pub checksum: Checksum,
+    /// The byte-budget reservation that covers `data` while it is held.
+    pub _reserved: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Why a transfer stopped.
@@ -171,16 +184,63 @@ pub(crate) async fn with_retries<'a, T>(
     }
 }
 
-/// Checksums a file range in a blocking thread.
-async fn checksum_range(
-    alg: ChecksumAlgorithm,
+/// What every attempt of one request sends, prepared on its first attempt: either the range
+/// read into memory once with its checksum computed while reading (each chunk hashed while it
+/// is still in cache; retries resend the same bytes), or, for ranges too large to buffer, the
+/// checksum of a first read and the path, which the HTTP client reads again per attempt.
+#[derive(Clone)]
+struct Prepared {
+    body: Body,
+    checksum: Checksum,
+}
+
+/// Whether a range of `len` bytes is read into memory (see [`Prepared`]): when a quarter of the
+/// byte budget holds it, so several always fit. With the defaults (96 MiB budget, 8 MiB parts,
+/// 16 MiB multipart threshold) every body is; parts raised past 24 MiB (huge files, or a large
+/// `--part-size`) stream from disk instead.
+fn buffers(job: &Job, len: u64) -> bool {
+    len <= job.config.max_buffer_bytes / 4
+}
+
+/// The byte-budget reservation for a body of `len` bytes, taken before the request permit
+/// (never the other way round, so the two budgets cannot deadlock).
+async fn reserve(job: &Job, len: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if buffers(job, len) {
+        Some(job.budget.acquire_bytes(len).await)
+    } else {
+        None
+    }
+}
+
+/// Prepares the body of `len` bytes of `path` from `offset` (see [`Prepared`]).
+async fn prepare(
+    job: &Job,
     path: &std::path::Path,
     offset: u64,
     len: u64,
-) -> Result<Checksum, Stop> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || Checksum::of_file_range(alg, &path, offset, len))
-        .await
+) -> Result<Prepared, Stop> {
+    let alg = job.config.checksum;
+    let buffer = buffers(job, len).then(|| {
+        job.budget
+            .take_buffer(usize::try_from(len).expect("buffered ranges are small"))
+    });
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        if let Some(buffer) = buffer {
+            read_range_blocking(alg, &owned, offset, buffer)
+        } else {
+            let checksum = Checksum::of_file_range(alg, &owned, offset, len)?;
+            Ok(Prepared {
+                body: Body::File {
+                    path: owned,
+                    offset,
+                    len,
+                },
+                checksum,
+            })
+        }
+    });
+    read.await
         .map_err(|e| {
             Stop::Local(FileError::new(
                 ErrorCode::SourceUnreadable,
@@ -200,6 +260,53 @@ async fn checksum_range(
                 false,
             ))
         })
+}
+
+fn read_range_blocking(
+    alg: ChecksumAlgorithm,
+    path: &std::path::Path,
+    offset: u64,
+    mut data: Vec<u8>,
+) -> std::io::Result<Prepared> {
+    use std::io::{Read as _, Seek as _};
+    /// Hashing each chunk right after reading it finds it in the CPU cache.
+    const CHUNK: usize = 256 * 1024;
+    let size = data.len();
+    let mut f = std::fs::File::open(path)?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut hasher = crate::checksum::Hasher::new(alg);
+    let mut filled = 0;
+    while filled < size {
+        let end = (filled + CHUNK).min(size);
+        let n = f.read(&mut data[filled..end])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "file ended {} bytes early (it changed since it was listed)",
+                    size - filled
+                ),
+            ));
+        }
+        hasher.update(&data[filled..filled + n]);
+        filled += n;
+    }
+    Ok(Prepared {
+        body: Body::Bytes(data.into()),
+        checksum: hasher.finish(),
+    })
+}
+
+/// Gives a buffered body's memory back to the budget's pool once no request holds it.
+fn recycle(job: &Job, prepared: Option<Prepared>) {
+    if let Some(Prepared {
+        body: Body::Bytes(b),
+        ..
+    }) = prepared
+        && let Ok(b) = b.try_into_mut()
+    {
+        job.budget.give_buffer(b.into());
+    }
 }
 
 /// Fails when the source's size or mtime differ from what was planned.
@@ -286,35 +393,46 @@ pub(crate) async fn upload_file(job: &Job, task: FileTask, plan: Plan) -> FileOu
 }
 
 async fn single(job: &Job, task: &FileTask) -> Result<(PutResult, Option<String>), Stop> {
-    let alg = job.config.checksum;
-    let checksum = tokio::sync::OnceCell::new();
+    // Small files were read whole, with their checksum, when they were sniffed.
+    let (prepared, _reserved) = match &task.inline {
+        Some(inline) => (
+            tokio::sync::OnceCell::new_with(Some(Prepared {
+                body: Body::Bytes(inline.data.clone()),
+                checksum: inline.checksum.clone(),
+            })),
+            None,
+        ),
+        None => (tokio::sync::OnceCell::new(), reserve(job, task.size).await),
+    };
     let opts = put_options(&job.config, task.content_type.clone());
     let opts = &opts;
-    let body = Body::File {
-        path: task.path.clone(),
-        offset: 0,
-        len: task.size,
-    };
     let result = with_retries(job, task.index, Interrupt::No, || {
-        let (checksum, body) = (&checksum, body.clone());
+        let prepared = &prepared;
         Box::pin(async move {
-            let c = checksum
-                .get_or_try_init(|| checksum_range(alg, &task.path, 0, task.size))
+            let p = prepared
+                .get_or_try_init(|| prepare(job, &task.path, 0, task.size))
                 .await?;
             let opts = PutOptions {
-                checksum: Some(c.clone()),
+                checksum: Some(p.checksum.clone()),
                 ..opts.clone()
             };
-            Ok(job.store.put(&task.key, body, &opts).await?)
+            Ok(job.store.put(&task.key, p.body.clone(), &opts).await?)
         })
     })
     .await?;
-    ensure_unchanged(task).await?;
+    // An inline body is the snapshot that was read (and checked unchanged while reading); a
+    // larger one was read after the sniff, so check the file did not change in between.
+    if task.inline.is_none() {
+        ensure_unchanged(task).await?;
+    }
     job.emit(Event::Progress {
         index: task.index,
         bytes: task.size,
     });
-    let reported = checksum.get().map(ToString::to_string);
+    let reported = prepared.get().map(|p| p.checksum.to_string());
+    if task.inline.is_none() {
+        recycle(job, prepared.into_inner());
+    }
     Ok((result, reported))
 }
 
@@ -382,26 +500,23 @@ async fn send_parts_and_complete(
         .map(|n| async move {
             let (offset, len) = plan.part_range(n);
             let span = info_span!("part", n, offset, len);
-            let checksum = tokio::sync::OnceCell::new();
+            let _reserved = reserve(job, len).await;
+            let prepared = tokio::sync::OnceCell::new();
             let receipt = with_retries(job, task.index, Interrupt::Yes, || {
-                let checksum = &checksum;
+                let prepared = &prepared;
                 Box::pin(async move {
-                    let c = checksum
-                        .get_or_try_init(|| checksum_range(alg, &task.path, offset, len))
+                    let p = prepared
+                        .get_or_try_init(|| prepare(job, &task.path, offset, len))
                         .await?;
-                    let body = Body::File {
-                        path: task.path.clone(),
-                        offset,
-                        len,
-                    };
                     Ok(job
                         .store
-                        .upload_part(&task.key, upload_id, n, body, Some(c))
+                        .upload_part(&task.key, upload_id, n, p.body.clone(), Some(&p.checksum))
                         .await?)
                 })
             })
             .instrument(span)
             .await?;
+            recycle(job, prepared.into_inner());
             job.emit(Event::Progress {
                 index: task.index,
                 bytes: len,

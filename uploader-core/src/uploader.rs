@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::ChecksumAlgorithm;
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::config::{ConfigError, UploadConfig};
 use crate::key::{KeyPrefix, ObjectKey};
 use crate::plan::Plan;
@@ -20,7 +20,7 @@ use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
 use crate::sniff::{self, SNIFF_WINDOW, TAIL_WINDOW};
 use crate::store::ObjectStore;
-use crate::transfer::{FileTask, Job, upload_file};
+use crate::transfer::{FileTask, Inline, Job, upload_file};
 use crate::walk::{Input, Source, WalkOptions, spawn_walk};
 
 /// Inputs buffered between the walker and the scheduler.
@@ -73,6 +73,11 @@ impl UploaderBuilder {
     /// Files of this size or more go multipart.
     pub fn with_multipart_threshold(mut self, bytes: u64) -> Self {
         self.config.multipart_threshold = bytes;
+        self
+    }
+    /// Memory for request bodies in flight (see [`UploadConfig::max_buffer_bytes`]).
+    pub fn with_max_buffer(mut self, bytes: u64) -> Self {
+        self.config.max_buffer_bytes = bytes;
         self
     }
     /// Retry policy.
@@ -442,30 +447,24 @@ async fn prepare_and_upload(
     let failed = |code, message: String| FileOutcome::Failed {
         error: FileError::new(code, message, false),
     };
-    let meta = match tokio::fs::metadata(&path).await {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => {
-            return (
-                0,
-                failed(ErrorCode::SourceUnreadable, "not a regular file".into()),
-            );
-        }
+    // One blocking call per file: stat, then either the whole file (small files, with its
+    // checksum) or the sniff sample. Reading turns a permission problem into a clear per-file
+    // error before any request is made, and decides the content type.
+    let reserved = job.budget.acquire_bytes(INLINE_MAX).await;
+    let checksum = (!job.config.dry_run).then_some(job.config.checksum);
+    let loaded = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || load(&path, checksum)).await
+    };
+    let loaded = match loaded {
+        Ok(Ok(l)) => l,
+        Ok(Err(error)) => return (0, FileOutcome::Failed { error }),
         Err(e) => return (0, failed(ErrorCode::SourceUnreadable, e.to_string())),
     };
-    let size = meta.len();
+    let size = loaded.size;
     job.emit(Event::Queued { index, size });
-    // Reading the first (and last) bytes turns a permission problem into a clear per-file
-    // error before any request is made, and decides the content type.
-    let sample = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || read_sample(&path, size)).await
-    };
-    let (head, tail) = match sample {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return (size, failed(ErrorCode::SourceUnreadable, e.to_string())),
-        Err(e) => return (size, failed(ErrorCode::SourceUnreadable, e.to_string())),
-    };
-    let detected = match sniff::check(&job.config.mime, &head, tail.as_deref(), key.as_str()) {
+    let (head, tail) = loaded.sample();
+    let detected = match sniff::check(&job.config.mime, head, tail, key.as_str()) {
         Ok(mime) => mime,
         Err(error) => return (size, FileOutcome::Failed { error }),
     };
@@ -501,26 +500,137 @@ async fn prepare_and_upload(
         path,
         key,
         size,
-        modified: meta.modified().ok(),
+        modified: loaded.modified,
         content_type: Some(content_type),
+        inline: match (plan, loaded.content) {
+            (
+                Plan::Single { .. },
+                Content::Whole {
+                    data,
+                    checksum: Some(checksum),
+                },
+            ) => Some(Inline {
+                data,
+                checksum,
+                _reserved: reserved,
+            }),
+            _ => {
+                drop(reserved);
+                None
+            }
+        },
     };
     (size, upload_file(job, task, plan).await)
 }
 
-/// The first [`SNIFF_WINDOW`] bytes of a file and, for longer files, its last [`TAIL_WINDOW`].
-fn read_sample(path: &std::path::Path, size: u64) -> std::io::Result<(Vec<u8>, Option<Vec<u8>>)> {
-    use std::io::{Read as _, Seek as _};
-    let mut f = std::fs::File::open(path)?;
-    let mut head = Vec::with_capacity(SNIFF_WINDOW);
-    (&mut f).take(SNIFF_WINDOW as u64).read_to_end(&mut head)?;
-    if size <= SNIFF_WINDOW as u64 {
-        return Ok((head, None));
+/// Files up to this size are read whole, once, in the blocking call that stats them; their
+/// checksum is computed from that read and they are sent (and retried) from memory. Larger files
+/// are sampled for sniffing and streamed from disk. Bounded memory: each such read holds
+/// `INLINE_MAX` of the byte budget until the file is done.
+pub const INLINE_MAX: u64 = 256 * 1024;
+
+/// What one blocking read of a source found.
+struct Loaded {
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+    content: Content,
+}
+
+enum Content {
+    /// The whole file (at most [`INLINE_MAX`] bytes) and its checksum when one was asked for.
+    Whole {
+        data: bytes::Bytes,
+        checksum: Option<Checksum>,
+    },
+    /// The first [`SNIFF_WINDOW`] bytes and, for longer files, the last [`TAIL_WINDOW`].
+    Sample {
+        head: Vec<u8>,
+        tail: Option<Vec<u8>>,
+    },
+}
+
+impl Loaded {
+    /// The sniffing sample: the same windows whichever way the file was read.
+    fn sample(&self) -> (&[u8], Option<&[u8]>) {
+        match &self.content {
+            Content::Whole { data, .. } => {
+                let head = &data[..data.len().min(SNIFF_WINDOW)];
+                let tail = (data.len() > SNIFF_WINDOW)
+                    .then(|| &data[data.len().saturating_sub(TAIL_WINDOW).max(SNIFF_WINDOW)..]);
+                (head, tail)
+            }
+            Content::Sample { head, tail } => (head, tail.as_deref()),
+        }
     }
+}
+
+/// Stats `path` (following a symlink, as the walk decided) and reads it: whole when it is at
+/// most [`INLINE_MAX`] bytes (checksummed with `checksum`), else the sniff sample. Not a regular
+/// file (a FIFO, a device, a socket) is refused before it is opened, so nothing blocks on it.
+fn load(path: &std::path::Path, checksum: Option<ChecksumAlgorithm>) -> Result<Loaded, FileError> {
+    use std::io::{Read as _, Seek as _};
+    let unreadable =
+        |e: std::io::Error| FileError::new(ErrorCode::SourceUnreadable, e.to_string(), false);
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(FileError::new(
+            ErrorCode::SourceUnreadable,
+            "not a regular file",
+            false,
+        ));
+    }
+    let size = meta.len();
+    let modified = meta.modified().ok();
+    let mut f = std::fs::File::open(path).map_err(unreadable)?;
+    if size <= INLINE_MAX {
+        // One byte more than the size, so a file that grew is noticed.
+        let mut data = Vec::with_capacity(size as usize + 1);
+        (&mut f)
+            .take(size + 1)
+            .read_to_end(&mut data)
+            .map_err(unreadable)?;
+        let after = f.metadata().map_err(unreadable)?;
+        if data.len() as u64 != size || after.len() != size || after.modified().ok() != modified {
+            return Err(FileError::new(
+                ErrorCode::SourceChanged,
+                format!(
+                    "the source changed while it was read (size {size} → {})",
+                    after.len()
+                ),
+                true,
+            ));
+        }
+        let checksum = checksum.map(|alg| Checksum::of_bytes(alg, &data));
+        let content = Content::Whole {
+            data: data.into(),
+            checksum,
+        };
+        return Ok(Loaded {
+            size,
+            modified,
+            content,
+        });
+    }
+    let mut head = Vec::with_capacity(SNIFF_WINDOW);
+    (&mut f)
+        .take(SNIFF_WINDOW as u64)
+        .read_to_end(&mut head)
+        .map_err(unreadable)?;
     let start = size
         .saturating_sub(TAIL_WINDOW as u64)
         .max(SNIFF_WINDOW as u64);
-    f.seek(std::io::SeekFrom::Start(start))?;
+    f.seek(std::io::SeekFrom::Start(start))
+        .map_err(unreadable)?;
     let mut tail = Vec::with_capacity(TAIL_WINDOW);
-    f.take(TAIL_WINDOW as u64).read_to_end(&mut tail)?;
-    Ok((head, Some(tail)))
+    f.take(TAIL_WINDOW as u64)
+        .read_to_end(&mut tail)
+        .map_err(unreadable)?;
+    Ok(Loaded {
+        size,
+        modified,
+        content: Content::Sample {
+            head,
+            tail: Some(tail),
+        },
+    })
 }

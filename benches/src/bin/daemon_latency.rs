@@ -5,58 +5,11 @@
 //! (default: 20 files of 1 MiB, 100 requests). Prints p50/p95/p99 and the throughput.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use benches::{ms, multipart_body, percentile, post};
 use uploader_core::{EmbeddedS3, KeyPrefix, MimePolicy, S3Store, UploadConfig, Uploader};
 use uploader_server::{AppState, Limits, app};
-
-const BOUNDARY: &str = "bench-boundary-7f3a";
-
-fn body(files: usize, size: usize) -> Vec<u8> {
-    let mut b = Vec::with_capacity(files * (size + 200));
-    let mut x: u64 = 0x1234_5678_9abc_def1;
-    for i in 0..files {
-        b.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f{i}.bin\"\r\n\r\n")
-                .as_bytes(),
-        );
-        for _ in 0..size.div_ceil(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.extend_from_slice(&x.to_le_bytes());
-        }
-        b.truncate(b.len() - (size.div_ceil(8) * 8 - size));
-        b.extend_from_slice(b"\r\n");
-    }
-    b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    b
-}
-
-async fn post(addr: std::net::SocketAddr, prefix: &str, body: &[u8]) -> anyhow::Result<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    let head = format!(
-        "POST /v1/uploads?prefix={prefix} HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await?;
-    let text = String::from_utf8_lossy(&resp);
-    Ok(text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -89,14 +42,14 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app(state)).await });
 
-    let payload = body(files, size);
+    let payload = multipart_body(files, size);
     // Warm-up (connections, page cache of the data directory).
-    post(addr, "warmup", &payload).await?;
+    post(addr, "warmup", None, &payload).await?;
     let mut lat = Vec::with_capacity(requests);
     let t0 = Instant::now();
     for i in 0..requests {
         let t = Instant::now();
-        let status = post(addr, &format!("r{i}"), &payload).await?;
+        let status = post(addr, &format!("r{i}"), None, &payload).await?;
         anyhow::ensure!(status == 201, "request {i}: HTTP {status}");
         lat.push(t.elapsed());
     }
@@ -105,10 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let mib = (files * size * requests) as f64 / (1 << 20) as f64;
     println!(
         "{requests} requests of {files} × {size} B: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.1} MiB/s",
-        pct(&lat, 0.50).as_secs_f64() * 1e3,
-        pct(&lat, 0.95).as_secs_f64() * 1e3,
-        pct(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.last().unwrap().as_secs_f64() * 1e3,
+        ms(percentile(&lat, 0.50)),
+        ms(percentile(&lat, 0.95)),
+        ms(percentile(&lat, 0.99)),
+        ms(*lat.last().expect("at least one request")),
         mib / wall.as_secs_f64()
     );
     Ok(())

@@ -273,3 +273,66 @@ async fn fail_fast_stops_scheduling_after_the_first_failure() {
         .count();
     assert!(cancelled > 150, "only {cancelled} files were cancelled");
 }
+
+/// Bodies too large for a quarter of the byte budget are not buffered: they are checksummed by
+/// a first read and streamed from the path on every attempt. With an 8 MiB budget the 5 MiB
+/// parts and a 3 MiB single PUT take that path; a 1 MiB file (buffered) and a 1000-byte file
+/// (read whole when sniffed) take the in-memory ones. Each kind fails once and is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_and_buffered_bodies_both_survive_retries() {
+    let e = Embedded::start().await;
+    let fail_once = |op, key: &str| {
+        FaultRule::times(
+            op,
+            1,
+            Fault::Error {
+                status: 500,
+                code: "InternalError",
+            },
+        )
+        .on_key(key)
+    };
+    let faulty = Arc::new(FaultyStore::new(
+        e.dyn_store(),
+        vec![
+            fail_once(Operation::UploadPart, "big.bin").on_part(2),
+            fail_once(Operation::Put, "mid.bin"),
+            fail_once(Operation::Put, "one-mib.bin"),
+            fail_once(Operation::Put, "small.bin"),
+        ],
+    ));
+    let src = tempfile::tempdir().unwrap();
+    let p = KeyPrefix::new("budget").unwrap();
+    let mut items = inputs(src.path(), "budget");
+    for (name, len, seed) in [("mid.bin", 3 * MIB, 3), ("one-mib.bin", MIB, 4)] {
+        items.push(UploadItem {
+            path: file(src.path(), name, len, seed),
+            key: ObjectKey::derive(&p, name).unwrap(),
+        });
+    }
+    let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
+        .with_store(faulty.clone())
+        .with_multipart_threshold(5 * MIB as u64)
+        .with_part_size(5 * MIB as u64)
+        .with_max_buffer(8 * MIB as u64)
+        .with_retry(fast_retries(3))
+        .with_concurrency(4)
+        .build()
+        .unwrap();
+    let report = up.upload_files(items).wait().await;
+    assert!(
+        report.is_success(),
+        "{:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    for i in 0..4 {
+        assert_eq!(faulty.fired(i), 1, "rule {i} fired once");
+    }
+    assert_eq!(report.retries, 4);
+    assert_eq!(e.store_get("budget/big.bin").await, data(12 * MIB, 1));
+    assert_eq!(e.store_get("budget/small.bin").await, data(1000, 2));
+    assert_eq!(e.store_get("budget/mid.bin").await, data(3 * MIB, 3));
+    assert_eq!(e.store_get("budget/one-mib.bin").await, data(MIB, 4));
+    assert!(e.store.list_multipart_uploads_all().await.is_empty());
+}

@@ -239,3 +239,50 @@ async fn symlinks_are_not_followed_unless_asked_and_never_outside_the_root() {
     );
     assert!(skipped.iter().any(|r| r.contains("loop")), "{skipped:?}");
 }
+
+/// A FIFO given as a file is refused as "not a regular file" before it is opened: opening it
+/// would block until a writer appears. The regular file beside it is uploaded.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_is_refused_without_blocking_and_the_others_upload() {
+    let e = Embedded::start().await;
+    let src = tempfile::tempdir().unwrap();
+    let fifo = src.path().join("pipe.bin");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let p = KeyPrefix::new("fifo").unwrap();
+    let items = vec![
+        UploadItem {
+            path: fifo,
+            key: ObjectKey::derive(&p, "pipe.bin").unwrap(),
+        },
+        UploadItem {
+            path: file(src.path(), "ok.bin", 5000, 9),
+            key: ObjectKey::derive(&p, "ok.bin").unwrap(),
+        },
+    ];
+    let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
+        .with_store(e.dyn_store())
+        .build()
+        .unwrap();
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        up.upload_files(items).wait(),
+    )
+    .await
+    .expect("a FIFO must not block the upload");
+    let err = report.files[0].error().expect("the FIFO is refused");
+    assert_eq!(err.code, uploader_core::ErrorCode::SourceUnreadable);
+    assert!(
+        err.message.contains("not a regular file"),
+        "{}",
+        err.message
+    );
+    assert!(report.files[1].is_uploaded());
+    assert_eq!(e.store_get("fifo/ok.bin").await, data(5000, 9));
+    assert!(e.store.head("fifo/pipe.bin").await.unwrap().is_none());
+}
