@@ -118,7 +118,6 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             metadata,
             storage_class: a.storage_class.clone(),
             sse: a.sse.clone(),
-            ..UploadConfig::default()
         };
         config.validate()?;
         Ok(UploadPlan {
