@@ -50,6 +50,22 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
         "{ctx}: {meta:?}"
     );
 
+    // The same bytes in pieces (a daemon body: sent as they arrived, without copying).
+    let k_pieces = key("pieces.bin");
+    let pieces: Vec<Bytes> = [0, 1, 40_000, 40_001, 99_999, 100_000]
+        .windows(2)
+        .map(|w| body.slice(w[0]..w[1]))
+        .collect();
+    store
+        .put(&k_pieces, Body::Chunks(pieces.into()), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(k_pieces.as_str()).await.unwrap().unwrap(),
+        body,
+        "{ctx}: a body in pieces"
+    );
+
     // A wrong checksum is refused and stores nothing (where the server verifies it).
     let bad = PutOptions {
         checksum: Some(Checksum::of_bytes(alg, b"something else")),

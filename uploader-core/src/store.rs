@@ -27,7 +27,8 @@ pub use memory::MemoryStore;
 pub use s3::{S3Config, S3Store, StaticCredentials};
 
 /// The data of one request: a byte range of a file (re-read on every attempt, so retries never
-/// hold the data in memory) or bytes already in memory.
+/// hold the data in memory) or bytes already in memory, contiguous or as the pieces they
+/// arrived in (a daemon body: sent without being copied together).
 #[derive(Clone)]
 pub enum Body {
     /// `len` bytes of the file at `path`, starting at `offset`.
@@ -38,6 +39,8 @@ pub enum Body {
     },
     /// In-memory bytes (cheap to clone, so retryable).
     Bytes(Bytes),
+    /// In-memory bytes in pieces, sent in order (cheap to clone, so retryable).
+    Chunks(std::sync::Arc<[Bytes]>),
 }
 
 impl Body {
@@ -46,6 +49,7 @@ impl Body {
         match self {
             Body::File { len, .. } => *len,
             Body::Bytes(b) => b.len() as u64,
+            Body::Chunks(c) => c.iter().map(|b| b.len() as u64).sum(),
         }
     }
 
@@ -59,6 +63,7 @@ impl Body {
     pub async fn read_all(&self) -> std::io::Result<Bytes> {
         match self {
             Body::Bytes(b) => Ok(b.clone()),
+            Body::Chunks(c) => Ok(c.concat().into()),
             Body::File { path, offset, len } => {
                 use tokio::io::{AsyncReadExt, AsyncSeekExt};
                 let mut f = tokio::fs::File::open(path).await?;
@@ -81,6 +86,11 @@ impl fmt::Debug for Body {
                 .field("len", len)
                 .finish(),
             Body::Bytes(b) => f.debug_tuple("Bytes").field(&b.len()).finish(),
+            Body::Chunks(c) => f
+                .debug_tuple("Chunks")
+                .field(&self.len())
+                .field(&c.len())
+                .finish(),
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::Checksum;
+use crate::checksum::{Checksum, Hasher};
 use crate::key::ObjectKey;
 use crate::plan::MAX_PARTS;
 use crate::report::{ErrorCode, FileError, FileOutcome};
@@ -54,10 +54,57 @@ pub struct StreamResult {
     pub aborted: bool,
 }
 
-/// A part's data and the budget it holds.
+/// A part's data and the budget it holds. The first [`FIRST_RESERVATION`] bytes are copied
+/// into one buffer: a small file must not pin the much larger receive buffers its pieces were
+/// cut from (500 small files waiting for a request slot would hold hundreds of MiB). Beyond
+/// that, pieces are kept as they arrived, without copying; a part's many pieces cover the
+/// buffers they come from. The checksum is computed piece by piece, while each is in cache.
 struct Chunk {
-    data: BytesMut,
+    head: BytesMut,
+    pieces: Vec<Bytes>,
+    len: u64,
+    hasher: Hasher,
     permit: OwnedSemaphorePermit,
+}
+
+impl Chunk {
+    fn new(alg: crate::checksum::ChecksumAlgorithm, permit: OwnedSemaphorePermit) -> Chunk {
+        Chunk {
+            head: BytesMut::new(),
+            pieces: Vec::new(),
+            len: 0,
+            hasher: Hasher::new(alg),
+            permit,
+        }
+    }
+
+    fn push(&mut self, piece: Bytes) {
+        self.hasher.update(&piece);
+        self.len += piece.len() as u64;
+        if self.pieces.is_empty() && (self.head.len() + piece.len()) as u64 <= FIRST_RESERVATION {
+            self.head.extend_from_slice(&piece);
+        } else {
+            self.pieces.push(piece);
+        }
+    }
+
+    /// The data in order (the copied head, then the pieces), its checksum and its budget.
+    fn into_parts(self) -> (Vec<Bytes>, Checksum, OwnedSemaphorePermit) {
+        let mut all = Vec::with_capacity(1 + self.pieces.len());
+        all.push(self.head.freeze());
+        all.extend(self.pieces);
+        (all, self.hasher.finish(), self.permit)
+    }
+
+    fn into_body(self) -> (Body, Checksum, OwnedSemaphorePermit) {
+        let (mut all, checksum, permit) = self.into_parts();
+        let body = if all.len() == 1 {
+            Body::Bytes(all.pop().expect("the head"))
+        } else {
+            Body::Chunks(all.into())
+        };
+        (body, checksum, permit)
+    }
 }
 
 /// Reads `stream` and uploads it to `key`. `max_size` refuses larger files (`file_too_large`);
@@ -149,31 +196,28 @@ where
                         .budget
                         .acquire_bytes(FIRST_RESERVATION.min(part_size))
                         .await;
-                    current.insert(Chunk {
-                        data: BytesMut::new(),
-                        permit,
-                    })
+                    current.insert(Chunk::new(cfg.checksum, permit))
                 }
             };
-            let room = usize::try_from(part_size).unwrap_or(usize::MAX) - chunk.data.len();
+            let room = usize::try_from(part_size - chunk.len).unwrap_or(usize::MAX);
             let piece = bytes.split_to(room.min(bytes.len()));
             // Grow the reservation to the whole part before holding more than the first MiB.
             let reserved = chunk.permit.num_permits() as u64 * 1024;
-            if (chunk.data.len() + piece.len()) as u64 > reserved {
+            if chunk.len + piece.len() as u64 > reserved {
                 let more = job
                     .budget
                     .acquire_bytes(part_size.saturating_sub(reserved))
                     .await;
                 chunk.permit.merge(more);
             }
-            chunk.data.extend_from_slice(&piece);
-            if chunk.data.len() as u64 == part_size {
+            chunk.push(piece);
+            if chunk.len == part_size {
                 let full = current.take().expect("the current chunk");
                 if let Some(mp) = multipart.as_mut() {
                     mp.send(&job, &key, full);
                 } else {
                     held.push(full);
-                    let held_bytes: u64 = held.iter().map(|c| c.data.len() as u64).sum();
+                    let held_bytes: u64 = held.iter().map(|c| c.len).sum();
                     if held_bytes >= threshold {
                         match Multipart::create(&job, &key, content_type.clone()).await {
                             Ok(mut mp) => {
@@ -256,45 +300,54 @@ impl TailBuffer {
     }
 }
 
-async fn checksum_of(job: &Job, data: Bytes) -> Checksum {
-    let alg = job.config.checksum;
-    if data.len() < 1024 * 1024 {
-        return Checksum::of_bytes(alg, &data);
-    }
-    tokio::task::spawn_blocking(move || Checksum::of_bytes(alg, &data))
-        .await
-        .expect("checksum task")
-}
-
 async fn single_put(
     job: &Job,
     key: &ObjectKey,
     chunks: Vec<Chunk>,
     content_type: Option<String>,
 ) -> FileOutcome {
-    let (data, _permits): (Bytes, Vec<OwnedSemaphorePermit>) = match chunks.len() {
-        0 => (Bytes::new(), Vec::new()),
+    let alg = job.config.checksum;
+    let (body, checksum, _permits) = match chunks.len() {
+        0 => (
+            Body::Bytes(Bytes::new()),
+            Checksum::of_bytes(alg, &[]),
+            Vec::new(),
+        ),
         1 => {
-            let c = chunks.into_iter().next().expect("one chunk");
-            (c.data.freeze(), vec![c.permit])
+            let (body, checksum, permit) =
+                chunks.into_iter().next().expect("one chunk").into_body();
+            (body, checksum, vec![permit])
         }
+        // Between one part and the threshold: one body of every piece; the per-part checksums
+        // do not combine, so hash the pieces again (in a blocking thread: up to the threshold).
         _ => {
-            let mut all = BytesMut::new();
+            let mut pieces = Vec::new();
             let mut permits = Vec::new();
             for c in chunks {
-                all.extend_from_slice(&c.data);
-                permits.push(c.permit);
+                let (data, _, permit) = c.into_parts();
+                pieces.extend(data);
+                permits.push(permit);
             }
-            (all.freeze(), permits)
+            let pieces: Arc<[Bytes]> = pieces.into();
+            let hashed = Arc::clone(&pieces);
+            let checksum = tokio::task::spawn_blocking(move || {
+                let mut h = Hasher::new(alg);
+                for p in hashed.iter() {
+                    h.update(p);
+                }
+                h.finish()
+            })
+            .await
+            .expect("checksum task");
+            (Body::Chunks(pieces), checksum, permits)
         }
     };
-    let checksum = checksum_of(job, data.clone()).await;
     let mut opts = put_options(&job.config, content_type.clone());
     opts.checksum = Some(checksum.clone());
     let opts = &opts;
     let result = with_retries(job, 0, Interrupt::No, || {
-        let data = data.clone();
-        Box::pin(async move { Ok(job.store.put(key, Body::Bytes(data), opts).await?) })
+        let body = body.clone();
+        Box::pin(async move { Ok(job.store.put(key, body, opts).await?) })
     })
     .await;
     match result {
@@ -351,16 +404,14 @@ impl Multipart {
         let n = u32::try_from(self.parts.len() + 1).unwrap_or(u32::MAX);
         let (job, key, id) = (Arc::clone(job), key.clone(), self.upload_id.clone());
         self.parts.push(tokio::spawn(async move {
-            let _permit = chunk.permit;
-            let data = chunk.data.freeze();
-            let checksum = checksum_of(&job, data.clone()).await;
+            let (body, checksum, _permit) = chunk.into_body();
             let (job, key, id, checksum) = (&*job, &key, &id, &checksum);
             with_retries(job, 0, Interrupt::Yes, || {
-                let data = data.clone();
+                let body = body.clone();
                 Box::pin(async move {
                     Ok(job
                         .store
-                        .upload_part(key, id, n, Body::Bytes(data), Some(checksum))
+                        .upload_part(key, id, n, body, Some(checksum))
                         .await?)
                 })
             })

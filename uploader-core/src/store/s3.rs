@@ -25,6 +25,7 @@ use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecks
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::Length;
 use bytes::Bytes;
 
@@ -300,9 +301,49 @@ fn status_code_name(status: u16) -> &'static str {
     }
 }
 
+/// An HTTP body over in-memory pieces: each piece is one data frame, nothing is copied.
+struct ChunksBody {
+    pieces: std::sync::Arc<[bytes::Bytes]>,
+    next: usize,
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let i = self.next;
+        self.next += 1;
+        std::task::Poll::Ready(
+            self.pieces
+                .get(i)
+                .map(|b| Ok(http_body::Frame::data(b.clone()))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.pieces.len()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let left: u64 = self.pieces[self.next.min(self.pieces.len())..]
+            .iter()
+            .map(|b| b.len() as u64)
+            .sum();
+        http_body::SizeHint::with_exact(left)
+    }
+}
+
 async fn byte_stream(operation: &'static str, body: Body) -> Result<ByteStream, StoreError> {
     match body {
         Body::Bytes(b) => Ok(ByteStream::from(b)),
+        Body::Chunks(c) => Ok(ByteStream::new(SdkBody::from_body_1_x(ChunksBody {
+            pieces: c,
+            next: 0,
+        }))),
         Body::File { len: 0, .. } => Ok(ByteStream::from_static(b"")),
         Body::File { path, offset, len } => ByteStream::read_from()
             .path(&path)
