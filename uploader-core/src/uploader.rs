@@ -525,8 +525,8 @@ async fn prepare_and_upload(
 
 /// Files up to this size are read whole, once, in the blocking call that stats them; their
 /// checksum is computed from that read and they are sent (and retried) from memory. Larger files
-/// are sampled for sniffing and streamed from disk. Bounded memory: each such read holds
-/// `INLINE_MAX` of the byte budget until the file is done.
+/// are only sampled for sniffing here; the transfer reads their bodies. Bounded memory: each
+/// such read holds `INLINE_MAX` of the byte budget until the file is done.
 pub const INLINE_MAX: u64 = 256 * 1024;
 
 /// What one blocking read of a source found.
@@ -542,11 +542,9 @@ enum Content {
         data: bytes::Bytes,
         checksum: Option<Checksum>,
     },
-    /// The first [`SNIFF_WINDOW`] bytes and, for longer files, the last [`TAIL_WINDOW`].
-    Sample {
-        head: Vec<u8>,
-        tail: Option<Vec<u8>>,
-    },
+    /// The first [`SNIFF_WINDOW`] bytes and the last [`TAIL_WINDOW`] (the file is longer than
+    /// [`INLINE_MAX`], so both exist).
+    Sample { head: Vec<u8>, tail: Vec<u8> },
 }
 
 impl Loaded {
@@ -559,7 +557,7 @@ impl Loaded {
                     .then(|| &data[data.len().saturating_sub(TAIL_WINDOW).max(SNIFF_WINDOW)..]);
                 (head, tail)
             }
-            Content::Sample { head, tail } => (head, tail.as_deref()),
+            Content::Sample { head, tail } => (head, Some(tail)),
         }
     }
 }
@@ -628,9 +626,6 @@ fn load(path: &std::path::Path, checksum: Option<ChecksumAlgorithm>) -> Result<L
     Ok(Loaded {
         size,
         modified,
-        content: Content::Sample {
-            head,
-            tail: Some(tail),
-        },
+        content: Content::Sample { head, tail },
     })
 }
