@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use uploader_core::store::{Body, PutOptions};
-use uploader_core::{Checksum, ChecksumAlgorithm, KeyPrefix, ObjectKey, ObjectStore};
+use uploader_core::{
+    Checksum, ChecksumAlgorithm, KeyPrefix, ObjectKey, ObjectStore, PartNumber, ServiceErrorKind,
+};
 
 use crate::data;
 use crate::servers::Quirks;
@@ -75,7 +77,11 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
     let bad_put = store.put(&k_bad, Body::Bytes(body.clone()), &bad).await;
     if verifies {
         let err = bad_put.expect_err(&ctx);
-        assert!(err.is_bad_digest(), "{ctx}: {err}");
+        assert_eq!(
+            err.kind(),
+            Some(ServiceErrorKind::BadDigest),
+            "{ctx}: {err}"
+        );
         assert!(!err.is_retryable(), "{ctx}");
         assert_eq!(store.head(k_bad.as_str()).await.unwrap(), None, "{ctx}");
     }
@@ -95,7 +101,11 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
         .await;
     if quirks.conditional_put {
         let err = second.expect_err(&ctx);
-        assert!(err.is_precondition_failed(), "{ctx}: {err}");
+        assert_eq!(
+            err.kind(),
+            Some(ServiceErrorKind::PreconditionFailed),
+            "{ctx}: {err}"
+        );
         let kept = store.get(k_nc.as_str()).await.unwrap().unwrap();
         assert_eq!(&kept[..], b"first", "{ctx}");
     }
@@ -117,9 +127,10 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
         "{ctx}: {pending:?}"
     );
     let mut parts = Vec::new();
-    for (n, range) in [(1u32, 0..5 * MIB), (2, 5 * MIB..whole.len())] {
+    for (n, range) in [(1u64, 0..5 * MIB), (2, 5 * MIB..whole.len())] {
         let chunk = whole.slice(range);
         let c = Checksum::of_bytes(alg, &chunk);
+        let n = PartNumber::new(n).unwrap();
         let receipt = store
             .upload_part(&k_mp, &id, n, Body::Bytes(chunk), Some(&c))
             .await
@@ -149,7 +160,7 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
     let chunk = Bytes::from(data(1000, 3));
     let c = Checksum::of_bytes(alg, &chunk);
     store
-        .upload_part(&k_ab, &id, 1, Body::Bytes(chunk), Some(&c))
+        .upload_part(&k_ab, &id, PartNumber::FIRST, Body::Bytes(chunk), Some(&c))
         .await
         .unwrap();
     // A part with a wrong checksum is refused (where the server verifies it). rclone then
@@ -158,13 +169,17 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
     if verifies {
         let wrong = Checksum::of_bytes(alg, b"nope");
         let tail = Body::Bytes(Bytes::from_static(b"tail"));
-        let bad_part = store.upload_part(&k_ab, &id, 2, tail, Some(&wrong)).await;
-        assert!(bad_part.expect_err(&ctx).is_bad_digest(), "{ctx}");
+        let second = PartNumber::new(2).unwrap();
+        let bad_part = store
+            .upload_part(&k_ab, &id, second, tail, Some(&wrong))
+            .await;
+        let kind = bad_part.expect_err(&ctx).kind();
+        assert_eq!(kind, Some(ServiceErrorKind::BadDigest), "{ctx}");
         dropped = store.list_multipart_uploads(p).await.unwrap().is_empty();
     }
     match store.abort_multipart(k_ab.as_str(), &id).await {
         Ok(()) => {}
-        Err(e) if dropped && e.code() == Some("NoSuchUpload") => {}
+        Err(e) if dropped && e.kind() == Some(ServiceErrorKind::NoSuchUpload) => {}
         Err(e) => panic!("{ctx}: abort failed: {e}"),
     }
     assert!(
@@ -175,7 +190,7 @@ pub async fn suite(store: Arc<dyn ObjectStore>, alg: ChecksumAlgorithm, quirks: 
     // Aborting again finds nothing (NoSuchUpload), which the pipeline treats as done.
     let again = store.abort_multipart(k_ab.as_str(), &id).await;
     if let Err(e) = again {
-        assert_eq!(e.code(), Some("NoSuchUpload"), "{ctx}: {e}");
+        assert_eq!(e.kind(), Some(ServiceErrorKind::NoSuchUpload), "{ctx}: {e}");
     }
 
     // Missing objects.

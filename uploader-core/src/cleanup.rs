@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::store::{ObjectStore, PendingUpload, StoreError};
+use crate::store::{ObjectStore, PendingUpload, ServiceErrorKind, StoreError};
 
 /// One pending upload and what happened to it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -41,13 +41,13 @@ pub async fn cleanup(
         } else {
             match store.abort_multipart(&key, &upload_id).await {
                 Ok(()) => "aborted".to_owned(),
-                Err(e) if e.code() == Some("NoSuchUpload") => "aborted".to_owned(),
+                Err(e) if e.kind() == Some(ServiceErrorKind::NoSuchUpload) => "aborted".to_owned(),
                 Err(e) => format!("failed: {e}"),
             }
         };
         out.push(CleanupEntry {
             key,
-            upload_id,
+            upload_id: upload_id.to_string(),
             age_secs: age.map(|a| a.as_secs()),
             action,
         });

@@ -27,15 +27,17 @@ pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod env;
+pub mod error;
+mod job;
 pub mod key;
 pub mod plan;
 pub mod report;
 pub mod retry;
 pub mod schedule;
 pub mod sniff;
+pub mod source;
 pub mod store;
-pub mod stream;
-pub mod transfer;
+mod transfer;
 pub mod uploader;
 pub mod validate;
 pub mod walk;
@@ -44,13 +46,16 @@ pub use checksum::{Checksum, ChecksumAlgorithm};
 pub use config::{ConfigError, UploadConfig};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedS3;
+pub use error::error_chain;
 pub use key::{KeyError, KeyPrefix, ObjectKey};
-pub use plan::Plan;
+pub use plan::{Plan, StreamPlan};
 pub use report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary};
 pub use retry::RetryPolicy;
 pub use sniff::MimePolicy;
+pub use source::stream::{StreamEnd, StreamResult, StreamUpload};
 pub use store::{
-    Body, MemoryStore, ObjectStore, PendingUpload, S3Config, S3Store, StaticCredentials, StoreError,
+    Body, MemoryStore, ObjectStore, PartNumber, PendingUpload, S3Config, S3Store, ServiceErrorKind,
+    StaticCredentials, StoreError, UploadId,
 };
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, Source, WalkOptions};

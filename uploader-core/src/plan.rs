@@ -3,7 +3,9 @@
 //! A file smaller than the multipart threshold goes in one PUT; a file of the threshold or more
 //! goes multipart (the AWS CLI's convention). The part size is the configured one, raised to
 //! `ceil(size / 10 000)` so that no upload needs more than S3's 10 000 parts, and kept within
-//! S3's 5 MiB floor and 5 GiB cap. Pure arithmetic: no I/O here.
+//! S3's 5 MiB floor and 5 GiB cap. A body of unknown size (a network stream) is planned by
+//! [`Plan::for_stream`] with the same rule, from the largest size it may have. Pure arithmetic:
+//! no I/O here.
 
 /// S3's smallest part (except the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -34,7 +36,30 @@ pub struct TooLarge {
     pub size: u64,
 }
 
+/// How a body of unknown size is cut: kept whole for one PUT while shorter than `threshold`,
+/// else sent as parts of `part_size` bytes (the last may be shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// Bodies shorter than this go in one PUT.
+    pub threshold: u64,
+    /// The size of every part but the last.
+    pub part_size: u64,
+}
+
 impl Plan {
+    /// Plans a body of unknown size that may be up to `max_size` bytes: the part size is the
+    /// one [`Plan::new`] would choose for a body of `max_size` (so it fits in 10 000 parts), and
+    /// parts of the configured size when there is no limit.
+    pub fn for_stream(max_size: Option<u64>, threshold: u64, part_size: u64) -> StreamPlan {
+        let part_size = part_size
+            .max(max_size.unwrap_or(0).div_ceil(MAX_PARTS))
+            .clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+        StreamPlan {
+            threshold,
+            part_size,
+        }
+    }
+
     /// Plans a file of `size` bytes. `part_size` and `threshold` are assumed already validated
     /// (see `UploadConfig`).
     pub fn new(size: u64, threshold: u64, part_size: u64) -> Result<Plan, TooLarge> {
@@ -151,6 +176,25 @@ mod tests {
             Err(TooLarge {
                 size: MAX_OBJECT_SIZE + 1
             })
+        );
+    }
+
+    #[test]
+    fn streams_are_planned_by_the_same_rule_as_their_largest_size() {
+        // No limit: the configured part size, clamped like files.
+        assert_eq!(Plan::for_stream(None, T, P).part_size, P);
+        assert_eq!(Plan::for_stream(None, T, MIB).part_size, MIN_PART_SIZE);
+        // A limit that needs larger parts: the part size a file of that size would get.
+        let max = MAX_PARTS * P + 1;
+        let planned = Plan::for_stream(Some(max), T, P);
+        match Plan::new(max, T, P).unwrap() {
+            Plan::Multipart { part_size, .. } => assert_eq!(planned.part_size, part_size),
+            Plan::Single { .. } => panic!("expected multipart"),
+        }
+        assert_eq!(planned.threshold, T);
+        assert_eq!(
+            Plan::for_stream(Some(MAX_PART_SIZE * MAX_PARTS * 2), T, P).part_size,
+            MAX_PART_SIZE
         );
     }
 

@@ -4,11 +4,21 @@
 //! timeouts, broken connections), at most `max_attempts` times in all. The wait before attempt
 //! `n + 1` is uniform in `[0, min(max_backoff, base × 2^n)]` (AWS's "full jitter"), which spreads
 //! clients that failed together. Throttling waits start from a larger base.
+//!
+//! [`with_retries`] is the one loop that sends a request of the pipeline: it takes a request
+//! permit of the shared budget for each attempt, retries by the policy, counts retries, and lets
+//! cancellation interrupt the waits (and the request itself where that is safe).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rand::Rng as _;
+use tracing::debug;
 
+use crate::error::TransferError;
+use crate::job::Job;
+use crate::report::Event;
 use crate::store::StoreError;
 
 /// Default number of attempts per request (1 try + 4 retries).
@@ -59,17 +69,70 @@ impl RetryPolicy {
     }
 }
 
+/// Whether cancellation may interrupt a request in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupt {
+    /// Drop the request (an upload part: the whole multipart upload is aborted anyway).
+    Yes,
+    /// Let the request finish: its effect must be known (a created multipart upload must be
+    /// aborted, a completed one reported as uploaded; a PUT either landed or not).
+    No,
+}
+
+/// Runs `op` under a budget permit, retrying retryable failures with backoff. Cancellation
+/// interrupts the waits, and the request itself when `interrupt` allows.
+pub(crate) async fn with_retries<'a, T>(
+    job: &'a Job,
+    index: usize,
+    interrupt: Interrupt,
+    mut op: impl FnMut() -> BoxFuture<'a, Result<T, TransferError>>,
+) -> Result<T, TransferError> {
+    let policy = job.config.retry;
+    let mut attempt = 1;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = job.cancel.cancelled() => return Err(TransferError::Cancelled),
+            p = job.budget.acquire() => p,
+        };
+        let result = if interrupt == Interrupt::Yes {
+            tokio::select! {
+                biased;
+                () = job.cancel.cancelled() => return Err(TransferError::Cancelled),
+                r = op() => r,
+            }
+        } else {
+            op().await
+        };
+        drop(permit);
+        match result {
+            Err(TransferError::Store(e)) if policy.should_retry(attempt, &e) => {
+                let wait = policy.backoff(attempt, &e);
+                debug!(attempt, ?wait, error = %e, "retrying");
+                job.retries.fetch_add(1, Ordering::Relaxed);
+                job.emit(Event::Retry { index, attempt });
+                tokio::select! {
+                    () = job.cancel.cancelled() => return Err(TransferError::Cancelled),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn service(status: u16, code: &str) -> StoreError {
-        StoreError::Service {
-            operation: "PutObject",
+        StoreError::service(
+            "PutObject",
             status,
-            code: code.into(),
-            message: String::new(),
-        }
+            crate::store::s3::service_kind(status, code),
+            code,
+        )
     }
 
     #[test]

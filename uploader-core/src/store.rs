@@ -119,15 +119,75 @@ pub struct PutOptions {
 pub struct PutResult {
     /// The ETag, as sent by the server (quotes included).
     pub etag: Option<String>,
-    /// The checksum the server echoed, if any (base64).
-    pub checksum: Option<String>,
+}
+
+/// The id S3 gives a multipart upload. Opaque; only the service makes one (or a test store).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// Wraps an id the service returned.
+    pub fn new(id: impl Into<String>) -> UploadId {
+        UploadId(id.into())
+    }
+
+    /// The id as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A part number: 1 to [`MAX_PARTS`](crate::plan::MAX_PARTS) (S3's limit). A part past the
+/// limit is an error, never a saturated number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartNumber(u16);
+
+/// A part number outside 1..=10 000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("part number {0} is outside S3's range 1..=10000")]
+pub struct PartNumberError(pub u64);
+
+impl PartNumber {
+    /// The first part.
+    pub const FIRST: PartNumber = PartNumber(1);
+
+    /// Part `n` (1-based), if S3 allows it.
+    pub fn new(n: u64) -> Result<PartNumber, PartNumberError> {
+        if (1..=crate::plan::MAX_PARTS).contains(&n) {
+            Ok(PartNumber(u16::try_from(n).expect("at most 10 000")))
+        } else {
+            Err(PartNumberError(n))
+        }
+    }
+
+    /// The number, 1-based.
+    pub fn get(self) -> u32 {
+        u32::from(self.0)
+    }
+
+    /// The part after this one, if S3 allows it.
+    pub fn next(self) -> Result<PartNumber, PartNumberError> {
+        PartNumber::new(u64::from(self.0) + 1)
+    }
+}
+
+impl fmt::Display for PartNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// One uploaded part, as needed to complete the multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartReceipt {
-    /// 1-based part number.
-    pub part_number: u32,
+    /// The part's number.
+    pub part_number: PartNumber,
     /// ETag the server gave the part.
     pub etag: String,
     /// Checksum sent with the part.
@@ -137,17 +197,27 @@ pub struct PartReceipt {
 /// Metadata of a stored object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectMeta {
+    /// Size in bytes.
     pub size: u64,
+    /// The ETag, quotes included.
     pub etag: Option<String>,
+    /// The stored Content-Type.
     pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`).
     pub metadata: Vec<(String, String)>,
+    /// The object's checksum as the server reports it (base64, `-<parts>` for a composite
+    /// multipart checksum), when it keeps one in our algorithm.
+    pub checksum: Option<String>,
 }
 
 /// A multipart upload that was created and neither completed nor aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
+    /// The key the upload writes.
     pub key: String,
-    pub upload_id: String,
+    /// Its id.
+    pub upload_id: UploadId,
+    /// When it was created, if the server says.
     pub initiated: Option<SystemTime>,
 }
 
@@ -156,6 +226,35 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A store operation, for error messages and fault rules.
 pub type OperationName = &'static str;
+
+/// What kind of refusal a service error is, decided once where the wire format is known
+/// ([`S3Store`]); nothing else compares S3 error-code strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceErrorKind {
+    /// The multipart upload does not exist (completed, aborted or never created).
+    NoSuchUpload,
+    /// The object does not exist.
+    NoSuchKey,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// A conditional write found an existing object (412).
+    PreconditionFailed,
+    /// The body does not match the checksum sent with it.
+    BadDigest,
+    /// The service asks us to slow down (503 SlowDown, 429).
+    Throttled,
+    /// The service may succeed if asked again (5xx, RequestTimeout, a skewed clock).
+    Transient,
+    /// The credentials were not accepted (unknown key, bad signature, expired token).
+    CredentialsRejected,
+    /// The credentials are valid but not allowed to do this.
+    AccessDenied,
+    /// A part listed in CompleteMultipartUpload is missing or has another ETag.
+    InvalidPart,
+    /// Any other refusal.
+    Other,
+}
 
 /// Why a store request failed. "The service said no" ([`StoreError::Service`]) is kept apart
 /// from "we could not get an answer" ([`StoreError::Timeout`], [`StoreError::Network`]) and from
@@ -166,32 +265,47 @@ pub enum StoreError {
     /// The service answered with an error.
     #[error("{operation} was refused by the service: {code} (HTTP {status}){}", message_suffix(.message))]
     Service {
+        /// The S3 operation.
         operation: OperationName,
+        /// The HTTP status.
         status: u16,
+        /// What kind of refusal it is.
+        kind: ServiceErrorKind,
+        /// The service's error code, for messages only (decisions use `kind`).
         code: String,
+        /// The service's message.
         message: String,
     },
     /// No answer within the timeout.
     #[error("{operation} timed out")]
-    Timeout { operation: OperationName },
+    Timeout {
+        /// The S3 operation.
+        operation: OperationName,
+    },
     /// Connection refused, reset, or broken mid-request.
     #[error("{operation} could not reach the service")]
     Network {
+        /// The S3 operation.
         operation: OperationName,
+        /// What the transport said.
         #[source]
         source: BoxError,
     },
     /// The request body could not be read from the local source.
     #[error("{operation} could not read the local data")]
     Body {
+        /// The S3 operation.
         operation: OperationName,
+        /// The read error.
         #[source]
         source: std::io::Error,
     },
     /// Anything else (a malformed response, a missing field).
     #[error("{operation} failed: {message}")]
     Other {
+        /// The S3 operation.
         operation: OperationName,
+        /// What was wrong.
         message: String,
     },
 }
@@ -205,22 +319,31 @@ fn message_suffix(message: &str) -> String {
 }
 
 impl StoreError {
+    /// A service error of a known kind (for stores and wrappers other than [`S3Store`]).
+    pub fn service(
+        operation: OperationName,
+        status: u16,
+        kind: ServiceErrorKind,
+        code: impl Into<String>,
+    ) -> StoreError {
+        StoreError::Service {
+            operation,
+            status,
+            kind,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
     /// Whether trying the same request again may succeed: 5xx, throttling, timeouts and broken
     /// connections are; everything the service refused for a reason (4xx) is not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Service { status, code, .. } => {
+            StoreError::Service { status, kind, .. } => {
                 *status >= 500
-                    || *status == 429
                     || matches!(
-                        code.as_str(),
-                        "SlowDown"
-                            | "Throttling"
-                            | "ThrottlingException"
-                            | "RequestTimeout"
-                            | "RequestTimeTooSkewed"
-                            | "InternalError"
-                            | "ServiceUnavailable"
+                        kind,
+                        ServiceErrorKind::Throttled | ServiceErrorKind::Transient
                     )
             }
             StoreError::Timeout { .. } | StoreError::Network { .. } => true,
@@ -228,10 +351,17 @@ impl StoreError {
         }
     }
 
+    /// The kind of a service error (`None` for failures to get an answer, and local ones).
+    pub fn kind(&self) -> Option<ServiceErrorKind> {
+        match self {
+            StoreError::Service { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// Whether the service throttled us (503 SlowDown, 429).
     pub fn is_throttle(&self) -> bool {
-        matches!(self, StoreError::Service { status, code, .. }
-            if *status == 429 || code == "SlowDown" || code.starts_with("Throttl"))
+        self.kind() == Some(ServiceErrorKind::Throttled)
     }
 
     /// HTTP status of a service error.
@@ -242,25 +372,15 @@ impl StoreError {
         }
     }
 
-    /// S3 error code of a service error.
-    pub fn code(&self) -> Option<&str> {
+    /// The S3 operation that failed.
+    pub fn operation(&self) -> OperationName {
         match self {
-            StoreError::Service { code, .. } => Some(code),
-            _ => None,
+            StoreError::Service { operation, .. }
+            | StoreError::Timeout { operation }
+            | StoreError::Network { operation, .. }
+            | StoreError::Other { operation, .. }
+            | StoreError::Body { operation, .. } => operation,
         }
-    }
-
-    /// The conditional write found an existing object (412 PreconditionFailed).
-    pub fn is_precondition_failed(&self) -> bool {
-        self.status() == Some(412) || self.code() == Some("PreconditionFailed")
-    }
-
-    /// The service rejected the body's checksum.
-    pub fn is_bad_digest(&self) -> bool {
-        matches!(
-            self.code(),
-            Some("BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch")
-        )
     }
 }
 
@@ -283,14 +403,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
         &self,
         key: &ObjectKey,
         opts: &PutOptions,
-    ) -> Result<String, StoreError>;
+    ) -> Result<UploadId, StoreError>;
 
-    /// Uploads one part (1-based `part_number`) with its checksum.
+    /// Uploads one part with its checksum.
     async fn upload_part(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
-        part_number: u32,
+        upload_id: &UploadId,
+        part_number: PartNumber,
         body: Body,
         checksum: Option<&Checksum>,
     ) -> Result<PartReceipt, StoreError>;
@@ -299,14 +419,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     async fn complete_multipart(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
+        upload_id: &UploadId,
         parts: &[PartReceipt],
     ) -> Result<PutResult, StoreError>;
 
     /// Aborts a multipart upload, discarding its parts.
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<(), StoreError>;
 
-    /// Metadata of an object, or `None` when it does not exist.
+    /// Metadata of an object (with its checksum where the server keeps one), or `None` when it
+    /// does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
 
     /// The whole object, or `None` when it does not exist (used to verify uploads).

@@ -1,338 +1,119 @@
-//! Transfer: sends one planned file — a single PUT, or a multipart upload whose parts go in
-//! parallel — with retries, checksums and a guaranteed end to every multipart upload.
+//! Transfer: the one upload life cycle, shared by every body source (files and network
+//! streams). A body goes either in one PUT ([`put_single`]) or through a [`MultipartSession`]:
+//! create → parts in parallel → complete (with lost-answer recovery), or abort. Each is written
+//! once here; the sources ([`crate::source`]) only produce bodies.
 //!
-//! Every data request takes a permit from the shared [`Budget`] before its data is read. A
-//! multipart upload that fails, or whose job is cancelled, is aborted before the file is
-//! reported, so no orphaned parts are left behind. Each body (a whole small file, or one part)
-//! is read from disk once, in a blocking thread, into memory reserved from the byte budget, and
-//! its checksum is computed during that read; every attempt sends those bytes. Only a range too
-//! large to buffer (a quarter of the byte budget) is checksummed by a first read and streamed
-//! from the path (offset + length) on each attempt. A file whose size or mtime changed during
-//! the upload is reported as `source_changed`.
+//! Every request goes through [`with_retries`], which takes a permit of the shared budget
+//! before the body is prepared. A multipart upload that fails, or whose job is cancelled, is
+//! aborted before its file is reported; a session dropped without an end (its caller's future
+//! was dropped) aborts in the background. A retried `CompleteMultipartUpload` whose earlier
+//! answer was lost is decided by evidence that identifies *this* upload — the multipart ETag
+//! computed from the part ETags, or the composite checksum read back — never by the error code
+//! or the size alone. [`outcome`] is the one mapping from a transfer's result to a
+//! [`FileOutcome`] (no-clobber, errors, checksum, ETag).
+//!
+//! Deliberately left out: reading files and cutting streams (the sources), choosing PUT or
+//! multipart (the plan), and the order of files (the scheduler).
 
-use std::path::PathBuf;
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::Ordering;
 
-use futures::future::BoxFuture;
-use futures::{StreamExt as _, TryStreamExt as _};
-use tokio::sync::mpsc::UnboundedSender;
-use tokio_util::sync::CancellationToken;
+use md5::Digest as _;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit};
+use tokio::task::{JoinError, JoinSet};
 use tracing::{Instrument as _, debug, info_span, warn};
 
-use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::checksum::Checksum;
 use crate::config::UploadConfig;
+use crate::error::TransferError;
+use crate::job::Job;
 use crate::key::ObjectKey;
-use crate::plan::Plan;
 use crate::report::{ErrorCode, Event, FileError, FileOutcome};
-use crate::schedule::Budget;
-use crate::store::{Body, ObjectStore, PartReceipt, PutOptions, PutResult, StoreError};
+use crate::retry::{Interrupt, with_retries};
+use crate::store::{
+    Body, PartNumber, PartReceipt, PutOptions, PutResult, ServiceErrorKind, UploadId,
+};
 
-/// State shared by every file of one job.
-pub(crate) struct Job {
-    pub store: Arc<dyn ObjectStore>,
-    pub budget: Budget,
-    pub config: Arc<UploadConfig>,
-    pub cancel: CancellationToken,
-    pub events: Option<UnboundedSender<Event>>,
-    pub retries: AtomicU64,
-    pub aborted: AtomicU64,
-}
+/// The reason reported when no-clobber finds the key.
+pub(crate) const ALREADY_EXISTS: &str = "the key already exists (no-clobber)";
 
-impl Job {
-    pub fn emit(&self, event: Event) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(event);
-        }
-    }
-}
-
-/// A file ready to send.
-#[derive(Debug)]
-pub(crate) struct FileTask {
-    pub index: usize,
-    pub path: PathBuf,
-    pub key: ObjectKey,
-    pub size: u64,
-    pub modified: Option<SystemTime>,
-    pub content_type: Option<String>,
-    /// The whole file, read once with its checksum, for small files (see
-    /// [`crate::uploader::INLINE_MAX`]): sent and retried from memory, no second read.
-    pub inline: Option<Inline>,
-}
-
-/// A small file's bytes and their checksum, read in one go.
-#[derive(Debug)]
-pub(crate) struct Inline {
-    pub data: bytes::Bytes,
-    pub checksum: Checksum,
-    /// The byte-budget reservation that covers `data` while it is held.
-    pub _reserved: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// Why a transfer stopped.
-pub(crate) enum Stop {
-    Store(StoreError),
-    Local(FileError),
-    Cancelled,
-}
-
-impl From<StoreError> for Stop {
-    fn from(e: StoreError) -> Self {
-        Stop::Store(e)
-    }
-}
-
-/// Maps a store error to the file-level error reported to users.
-pub(crate) fn file_error(e: &StoreError) -> FileError {
-    let code = if e.is_bad_digest() {
-        ErrorCode::ChecksumMismatch
-    } else if e.is_throttle() {
-        ErrorCode::UpstreamThrottled
-    } else if matches!(e, StoreError::Timeout { .. }) {
-        ErrorCode::UpstreamTimeout
-    } else if matches!(e, StoreError::Body { .. }) {
-        ErrorCode::SourceUnreadable
-    } else if e.status().is_some_and(|s| (400..500).contains(&s)) {
-        ErrorCode::UpstreamRejected
-    } else {
-        ErrorCode::UpstreamError
-    };
-    FileError::new(code, error_chain(e), e.is_retryable())
-}
-
-/// An error and its sources, joined with ": ".
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let msg = inner.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        src = inner.source();
-    }
-    s
-}
-
-impl Stop {
-    pub(crate) fn into_file_error(self) -> FileError {
-        match self {
-            Stop::Store(e) => file_error(&e),
-            Stop::Local(e) => e,
-            Stop::Cancelled => FileError::new(
-                ErrorCode::Cancelled,
-                "the upload was cancelled before this file was stored",
-                true,
-            ),
-        }
-    }
-}
-
-/// Whether cancellation may interrupt a request in flight.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Interrupt {
-    /// Drop the request (an upload part: the whole multipart upload is aborted anyway).
-    Yes,
-    /// Let the request finish: its effect must be known (a created multipart upload must be
-    /// aborted, a completed one reported as uploaded; a PUT either landed or not).
-    No,
-}
-
-/// Runs `op` under a budget permit, retrying retryable failures with backoff. Cancellation
-/// interrupts the waits, and the request itself when `interrupt` allows.
-pub(crate) async fn with_retries<'a, T>(
-    job: &'a Job,
-    index: usize,
-    interrupt: Interrupt,
-    mut op: impl FnMut() -> BoxFuture<'a, Result<T, Stop>>,
-) -> Result<T, Stop> {
-    let policy = job.config.retry;
-    let mut attempt = 1;
-    loop {
-        let permit = tokio::select! {
-            biased;
-            () = job.cancel.cancelled() => return Err(Stop::Cancelled),
-            p = job.budget.acquire() => p,
-        };
-        let result = if interrupt == Interrupt::Yes {
-            tokio::select! {
-                biased;
-                () = job.cancel.cancelled() => return Err(Stop::Cancelled),
-                r = op() => r,
-            }
-        } else {
-            op().await
-        };
-        drop(permit);
-        match result {
-            Err(Stop::Store(e)) if policy.should_retry(attempt, &e) => {
-                let wait = policy.backoff(attempt, &e);
-                debug!(attempt, ?wait, error = %e, "retrying");
-                job.retries.fetch_add(1, Ordering::Relaxed);
-                job.emit(Event::Retry { index, attempt });
-                tokio::select! {
-                    () = job.cancel.cancelled() => return Err(Stop::Cancelled),
-                    () = tokio::time::sleep(wait) => {}
-                }
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// What every attempt of one request sends, prepared on its first attempt: either the range
-/// read into memory once with its checksum computed while reading (each chunk hashed while it
-/// is still in cache; retries resend the same bytes), or, for ranges too large to buffer, the
-/// checksum of a first read and the path, which the HTTP client reads again per attempt.
+/// What every attempt of one request sends: the body and its checksum, computed once by the
+/// source. `pooled` bodies are buffers of the budget's pool, given back once sent.
 #[derive(Clone)]
-struct Prepared {
-    body: Body,
-    checksum: Checksum,
+pub(crate) struct Prepared {
+    pub body: Body,
+    pub checksum: Checksum,
+    pub pooled: bool,
 }
 
-/// Whether a range of `len` bytes is read into memory (see [`Prepared`]): when a quarter of the
-/// byte budget holds it, so several always fit. With the defaults (96 MiB budget, 8 MiB parts,
-/// 16 MiB multipart threshold) every body is; parts raised past 24 MiB (huge files, or a large
-/// `--part-size`) stream from disk instead.
-fn buffers(job: &Job, len: u64) -> bool {
-    len <= job.config.max_buffer_bytes / 4
-}
-
-/// The byte-budget reservation for a body of `len` bytes, taken before the request permit
-/// (never the other way round, so the two budgets cannot deadlock).
-async fn reserve(job: &Job, len: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    if buffers(job, len) {
-        Some(job.budget.acquire_bytes(len).await)
-    } else {
-        None
+impl Prepared {
+    /// Gives a pooled body's memory back to the budget once no request holds it.
+    fn recycle(self, job: &Job) {
+        if self.pooled
+            && let Body::Bytes(b) = self.body
+            && let Ok(b) = b.try_into_mut()
+        {
+            job.budget.give_buffer(b.into());
+        }
     }
 }
 
-/// Prepares the body of `len` bytes of `path` from `offset` (see [`Prepared`]).
-async fn prepare(
+/// A stored object, as the transfer reports it.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub etag: Option<String>,
+    /// `<algorithm>:<base64>`; the composite `...-<parts>` for multipart uploads.
+    pub checksum: Option<String>,
+    pub parts: u32,
+}
+
+/// The one mapping from a transfer's result to the file's outcome.
+pub(crate) fn outcome(
     job: &Job,
-    path: &std::path::Path,
-    offset: u64,
-    len: u64,
-) -> Result<Prepared, Stop> {
-    let alg = job.config.checksum;
-    let buffer = buffers(job, len).then(|| {
-        job.budget
-            .take_buffer(usize::try_from(len).expect("buffered ranges are small"))
-    });
-    let owned = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || {
-        if let Some(buffer) = buffer {
-            read_range_blocking(alg, &owned, offset, buffer)
-        } else {
-            let checksum = Checksum::of_file_range(alg, &owned, offset, len)?;
-            Ok(Prepared {
-                body: Body::File {
-                    path: owned,
-                    offset,
-                    len,
-                },
-                checksum,
-            })
+    result: Result<Stored, TransferError>,
+    content_type: Option<String>,
+) -> FileOutcome {
+    match result {
+        Ok(s) => FileOutcome::Uploaded {
+            etag: s.etag,
+            checksum: s.checksum,
+            content_type,
+            parts: s.parts,
+        },
+        Err(TransferError::Store(e))
+            if job.config.no_clobber && e.kind() == Some(ServiceErrorKind::PreconditionFailed) =>
+        {
+            FileOutcome::Skipped {
+                reason: ALREADY_EXISTS.into(),
+            }
         }
-    });
-    read.await
-        .map_err(|e| {
-            Stop::Local(FileError::new(
-                ErrorCode::SourceUnreadable,
-                e.to_string(),
-                false,
-            ))
-        })?
-        .map_err(|e| {
-            let code = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ErrorCode::SourceChanged
-            } else {
-                ErrorCode::SourceUnreadable
-            };
-            Stop::Local(FileError::new(
-                code,
-                format!("reading the source: {e}"),
-                false,
-            ))
-        })
+        Err(e) => FileOutcome::Failed {
+            error: e.into_file_error(),
+        },
+    }
 }
 
-fn read_range_blocking(
-    alg: ChecksumAlgorithm,
-    path: &std::path::Path,
-    offset: u64,
-    mut data: Vec<u8>,
-) -> std::io::Result<Prepared> {
-    use std::io::{Read as _, Seek as _};
-    /// Hashing each chunk right after reading it finds it in the CPU cache.
-    const CHUNK: usize = 256 * 1024;
-    let size = data.len();
-    let mut f = std::fs::File::open(path)?;
-    f.seek(std::io::SeekFrom::Start(offset))?;
-    let mut hasher = crate::checksum::Hasher::new(alg);
-    let mut filled = 0;
-    while filled < size {
-        let end = (filled + CHUNK).min(size);
-        let n = f.read(&mut data[filled..end])?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "file ended {} bytes early (it changed since it was listed)",
-                    size - filled
-                ),
-            ));
-        }
-        hasher.update(&data[filled..filled + n]);
-        filled += n;
+/// With no-clobber, whether the key already exists (then nothing is sent). Some servers ignore
+/// `If-None-Match` (rclone serve s3): looking first makes no-clobber hold there too; the
+/// conditional header still closes the race where it is honoured.
+pub(crate) async fn exists_already(
+    job: &Job,
+    index: usize,
+    key: &ObjectKey,
+) -> Result<bool, TransferError> {
+    if !job.config.no_clobber {
+        return Ok(false);
     }
-    Ok(Prepared {
-        body: Body::Bytes(data.into()),
-        checksum: hasher.finish(),
+    let found = with_retries(job, index, Interrupt::Yes, || {
+        Box::pin(async move { Ok(job.store.head(key.as_str()).await?) })
     })
+    .await?;
+    Ok(found.is_some())
 }
 
-/// Gives a buffered body's memory back to the budget's pool once no request holds it.
-fn recycle(job: &Job, prepared: Option<Prepared>) {
-    if let Some(Prepared {
-        body: Body::Bytes(b),
-        ..
-    }) = prepared
-        && let Ok(b) = b.try_into_mut()
-    {
-        job.budget.give_buffer(b.into());
-    }
-}
-
-/// Fails when the source's size or mtime differ from what was planned.
-async fn ensure_unchanged(task: &FileTask) -> Result<(), Stop> {
-    let meta = tokio::fs::metadata(&task.path).await.map_err(|e| {
-        Stop::Local(FileError::new(
-            ErrorCode::SourceChanged,
-            format!("the source vanished during the upload: {e}"),
-            true,
-        ))
-    })?;
-    if meta.len() != task.size || meta.modified().ok() != task.modified {
-        return Err(Stop::Local(FileError::new(
-            ErrorCode::SourceChanged,
-            format!(
-                "the source changed during the upload (size {} → {})",
-                task.size,
-                meta.len()
-            ),
-            true,
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn put_options(config: &UploadConfig, content_type: Option<String>) -> PutOptions {
+/// The options of a PUT or of a multipart upload's creation.
+fn put_options(config: &UploadConfig, content_type: Option<String>) -> PutOptions {
     PutOptions {
         content_type,
         checksum: None,
@@ -344,235 +125,325 @@ pub(crate) fn put_options(config: &UploadConfig, content_type: Option<String>) -
     }
 }
 
-/// Uploads one file; never returns early without an outcome.
-pub(crate) async fn upload_file(job: &Job, task: FileTask, plan: Plan) -> FileOutcome {
-    let span = info_span!("file", index = task.index, key = %task.key, size = task.size);
-    async {
-        let started = Instant::now();
-        // Some servers ignore `If-None-Match` (rclone serve s3): look first, so no-clobber
-        // holds there too; the conditional header still closes the race where it is honoured.
-        if job.config.no_clobber {
-            match job.store.head(task.key.as_str()).await {
-                Ok(Some(_)) => {
-                    return FileOutcome::Skipped {
-                        reason: "the key already exists (no-clobber)".into(),
-                    };
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return FileOutcome::Failed {
-                        error: file_error(&e),
-                    };
-                }
-            }
-        }
-        let result = match plan {
-            Plan::Single { .. } => single(job, &task).await,
-            Plan::Multipart { .. } => multipart(job, &task, plan).await,
-        };
-        debug!(elapsed = ?started.elapsed(), ok = result.is_ok(), "file done");
-        match result {
-            Ok(put) => FileOutcome::Uploaded {
-                etag: put.0.etag,
-                checksum: put.1,
-                content_type: task.content_type.clone(),
-                parts: plan.parts(),
-            },
-            Err(Stop::Store(e)) if job.config.no_clobber && e.is_precondition_failed() => {
-                FileOutcome::Skipped {
-                    reason: "the key already exists (no-clobber)".into(),
-                }
-            }
-            Err(stop) => FileOutcome::Failed {
-                error: stop.into_file_error(),
-            },
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-async fn single(job: &Job, task: &FileTask) -> Result<(PutResult, Option<String>), Stop> {
-    // Small files were read whole, with their checksum, when they were sniffed.
-    let (prepared, _reserved) = match &task.inline {
-        Some(inline) => (
-            tokio::sync::OnceCell::new_with(Some(Prepared {
-                body: Body::Bytes(inline.data.clone()),
-                checksum: inline.checksum.clone(),
-            })),
-            None,
-        ),
-        None => (tokio::sync::OnceCell::new(), reserve(job, task.size).await),
-    };
-    let opts = put_options(&job.config, task.content_type.clone());
-    let opts = &opts;
-    let result = with_retries(job, task.index, Interrupt::No, || {
-        let prepared = &prepared;
+/// One PUT of a whole body. `prepare` runs on the first attempt, after its request permit is
+/// taken; every attempt sends what it prepared.
+pub(crate) async fn put_single<F, Fut>(
+    job: &Job,
+    index: usize,
+    key: &ObjectKey,
+    content_type: Option<String>,
+    prepare: F,
+) -> Result<Stored, TransferError>
+where
+    F: Fn() -> Fut + Sync,
+    Fut: Future<Output = Result<Prepared, TransferError>> + Send,
+{
+    let prepared = OnceCell::new();
+    let opts = put_options(&job.config, content_type);
+    let (opts, prepared_ref, prepare) = (&opts, &prepared, &prepare);
+    let put = with_retries(job, index, Interrupt::No, || {
         Box::pin(async move {
-            let p = prepared
-                .get_or_try_init(|| prepare(job, &task.path, 0, task.size))
-                .await?;
+            let p = prepared_ref.get_or_try_init(prepare).await?;
             let opts = PutOptions {
                 checksum: Some(p.checksum.clone()),
                 ..opts.clone()
             };
-            Ok(job.store.put(&task.key, p.body.clone(), &opts).await?)
+            Ok(job.store.put(key, p.body.clone(), &opts).await?)
         })
     })
     .await?;
-    // An inline body is the snapshot that was read (and checked unchanged while reading); a
-    // larger one was read after the sniff, so check the file did not change in between.
-    if task.inline.is_none() {
-        ensure_unchanged(task).await?;
-    }
+    let p = prepared
+        .into_inner()
+        .expect("prepared by the successful attempt");
     job.emit(Event::Progress {
-        index: task.index,
-        bytes: task.size,
+        index,
+        bytes: p.body.len(),
     });
-    let reported = prepared.get().map(|p| p.checksum.to_string());
-    if task.inline.is_none() {
-        recycle(job, prepared.into_inner());
-    }
-    Ok((result, reported))
-}
-
-async fn multipart(
-    job: &Job,
-    task: &FileTask,
-    plan: Plan,
-) -> Result<(PutResult, Option<String>), Stop> {
-    let alg = job.config.checksum;
-    let mut opts = put_options(&job.config, task.content_type.clone());
-    opts.checksum_algorithm = Some(alg);
-    let opts = &opts;
-    let mut create_attempts = 0u32;
-    let attempts = &mut create_attempts;
-    let upload_id = with_retries(job, task.index, Interrupt::No, || {
-        *attempts += 1;
-        Box::pin(async move { Ok(job.store.create_multipart(&task.key, opts).await?) })
+    let checksum = p.checksum.to_string();
+    p.recycle(job);
+    Ok(Stored {
+        etag: put.etag,
+        checksum: Some(checksum),
+        parts: 1,
     })
-    .await?;
-    debug!(%upload_id, parts = plan.parts(), "multipart upload created");
-
-    let outcome = if job.cancel.is_cancelled() {
-        Err(Stop::Cancelled)
-    } else {
-        send_parts_and_complete(job, task, plan, &upload_id).await
-    };
-    if let Err(stop) = &outcome {
-        if !matches!(stop, Stop::Cancelled) {
-            warn!(%upload_id, "multipart upload failed; aborting it");
-        }
-        abort_upload(job, task.index, &task.key, &upload_id).await;
-    }
-    if create_attempts > 1 {
-        reap_lost_creates(job, task.index, &task.key, &upload_id).await;
-    }
-    outcome
 }
 
-/// A retried `CreateMultipartUpload` may have created an upload whose answer was lost: the
-/// server has it, we never learnt its id. After the file is done, abort the uploads of this
-/// exact key other than ours, so none is left behind. (Another client uploading the very same
-/// key at the very same moment would lose its upload; that is the price of never leaving
-/// orphans, and only paid after a lost response.)
-pub(crate) async fn reap_lost_creates(job: &Job, index: usize, key: &ObjectKey, ours: &str) {
-    let Ok(pending) = job.store.list_multipart_uploads(key.as_str()).await else {
-        return;
-    };
-    for p in pending {
-        if p.key == key.as_str() && p.upload_id != ours {
-            warn!(upload_id = %p.upload_id, "aborting a multipart upload whose creation answer was lost");
-            abort_upload(job, index, key, &p.upload_id).await;
-        }
-    }
+/// A part being sent, and what it sends.
+type PartTask = Result<PartReceipt, TransferError>;
+
+/// One multipart upload, fed part by part by a source. End it with [`MultipartSession::complete`]
+/// or [`MultipartSession::abort`]; dropped without either, it aborts in the background.
+pub(crate) struct MultipartSession {
+    job: Arc<Job>,
+    index: usize,
+    key: ObjectKey,
+    upload_id: UploadId,
+    running: JoinSet<PartTask>,
+    receipts: Vec<PartReceipt>,
+    /// Bytes handed to [`MultipartSession::send_part`].
+    bytes: u64,
+    open: bool,
 }
 
-async fn send_parts_and_complete(
-    job: &Job,
-    task: &FileTask,
-    plan: Plan,
-    upload_id: &str,
-) -> Result<(PutResult, Option<String>), Stop> {
-    let alg = job.config.checksum;
-    let parallel = job.budget.max_requests().max(1);
-    let mut parts: Vec<PartReceipt> = futures::stream::iter(1..=plan.parts())
-        .map(|n| async move {
-            let (offset, len) = plan.part_range(n);
-            let span = info_span!("part", n, offset, len);
-            let _reserved = reserve(job, len).await;
-            let prepared = tokio::sync::OnceCell::new();
-            let receipt = with_retries(job, task.index, Interrupt::Yes, || {
-                let prepared = &prepared;
-                Box::pin(async move {
-                    let p = prepared
-                        .get_or_try_init(|| prepare(job, &task.path, offset, len))
-                        .await?;
-                    Ok(job
-                        .store
-                        .upload_part(&task.key, upload_id, n, p.body.clone(), Some(&p.checksum))
-                        .await?)
-                })
-            })
-            .instrument(span)
-            .await?;
-            recycle(job, prepared.into_inner());
-            job.emit(Event::Progress {
-                index: task.index,
-                bytes: len,
-            });
-            Ok::<_, Stop>(receipt)
+impl MultipartSession {
+    /// Creates the multipart upload. A retried creation whose first answer was lost may have
+    /// left an upload we never learnt the id of: those of this exact key are aborted at once.
+    pub(crate) async fn create(
+        job: &Arc<Job>,
+        index: usize,
+        key: &ObjectKey,
+        content_type: Option<String>,
+    ) -> Result<MultipartSession, TransferError> {
+        let mut opts = put_options(&job.config, content_type);
+        opts.checksum_algorithm = Some(job.config.checksum);
+        let opts = &opts;
+        let mut attempts = 0u32;
+        let counter = &mut attempts;
+        let upload_id = with_retries(job, index, Interrupt::No, || {
+            *counter += 1;
+            Box::pin(async move { Ok(job.store.create_multipart(key, opts).await?) })
         })
-        .buffer_unordered(parallel)
-        .try_collect()
         .await?;
-    parts.sort_by_key(|p| p.part_number);
-    ensure_unchanged(task).await?;
+        debug!(%upload_id, %key, "multipart upload created");
+        let session = MultipartSession {
+            job: Arc::clone(job),
+            index,
+            key: key.clone(),
+            upload_id,
+            running: JoinSet::new(),
+            receipts: Vec::new(),
+            bytes: 0,
+            open: true,
+        };
+        if attempts > 1 {
+            session.reap_lost_creates().await;
+        }
+        Ok(session)
+    }
 
-    let parts = &parts;
-    let mut attempts = 0u32;
-    let attempts = &mut attempts;
-    let completed = with_retries(job, task.index, Interrupt::No, || {
-        *attempts += 1;
-        let retried = *attempts > 1;
-        Box::pin(async move {
-            match job
-                .store
-                .complete_multipart(&task.key, upload_id, parts)
-                .await
-            {
-                // A retried Complete whose first answer was lost finds the upload gone. The
-                // object is then stored if it has the planned size.
-                Err(e) if retried && e.code() == Some("NoSuchUpload") => {
-                    match job.store.head(task.key.as_str()).await? {
-                        Some(meta) if meta.size == task.size => Ok(PutResult {
-                            etag: meta.etag,
-                            checksum: None,
-                        }),
-                        _ => Err(Stop::Store(e)),
-                    }
-                }
-                other => Ok(other?),
+    /// Aborts the uploads of this exact key other than ours (see [`MultipartSession::create`];
+    /// another client uploading the very same key at the very same moment would lose its
+    /// upload: the price of never leaving orphans, paid only after a lost answer).
+    async fn reap_lost_creates(&self) {
+        let Ok(pending) = self
+            .job
+            .store
+            .list_multipart_uploads(self.key.as_str())
+            .await
+        else {
+            return;
+        };
+        for p in pending {
+            if p.key == self.key.as_str() && p.upload_id != self.upload_id {
+                warn!(upload_id = %p.upload_id, "aborting a multipart upload whose creation answer was lost");
+                abort_upload(&self.job, self.index, &p.key, &p.upload_id).await;
             }
+        }
+    }
+
+    /// Starts sending part `n` of `len` bytes in the background; `hold` (its byte reservation)
+    /// is kept until the part is sent. `prepare` runs on the first attempt, after the request
+    /// permit. Waits while as many parts as there are request slots are in flight, and fails
+    /// with the first failure of an earlier part.
+    pub(crate) async fn send_part<F, Fut>(
+        &mut self,
+        n: PartNumber,
+        len: u64,
+        hold: Option<OwnedSemaphorePermit>,
+        prepare: F,
+    ) -> Result<(), TransferError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Prepared, TransferError>> + Send,
+    {
+        while let Some(done) = self.running.try_join_next() {
+            self.record(done)?;
+        }
+        while self.running.len() >= self.job.budget.max_requests().max(1) {
+            let done = self.running.join_next().await.expect("parts are running");
+            self.record(done)?;
+        }
+        self.bytes += len;
+        let (job, key, id, index) = (
+            Arc::clone(&self.job),
+            self.key.clone(),
+            self.upload_id.clone(),
+            self.index,
+        );
+        let span = info_span!("part", n = n.get(), len);
+        self.running.spawn(
+            async move {
+                let _hold = hold;
+                let prepared = OnceCell::new();
+                let (job, key, id, prepared_ref, prepare) = (&*job, &key, &id, &prepared, &prepare);
+                let receipt = with_retries(job, index, Interrupt::Yes, || {
+                    Box::pin(async move {
+                        let p = prepared_ref.get_or_try_init(prepare).await?;
+                        let sent =
+                            job.store
+                                .upload_part(key, id, n, p.body.clone(), Some(&p.checksum));
+                        Ok(sent.await?)
+                    })
+                })
+                .await?;
+                job.emit(Event::Progress { index, bytes: len });
+                if let Some(p) = prepared.into_inner() {
+                    p.recycle(job);
+                }
+                Ok(receipt)
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    fn record(&mut self, done: Result<PartTask, JoinError>) -> Result<(), TransferError> {
+        match done {
+            Ok(Ok(receipt)) => {
+                self.receipts.push(receipt);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(TransferError::Cancelled),
+        }
+    }
+
+    /// Waits until every part sent so far is acknowledged (or one failed).
+    pub(crate) async fn finish_parts(&mut self) -> Result<(), TransferError> {
+        while let Some(done) = self.running.join_next().await {
+            self.record(done)?;
+        }
+        Ok(())
+    }
+
+    /// Completes the upload from its parts; any failure aborts it first.
+    pub(crate) async fn complete(mut self) -> Result<Stored, TransferError> {
+        if let Err(e) = self.finish_parts().await {
+            self.abort().await;
+            return Err(e);
+        }
+        self.receipts.sort_by_key(|p| p.part_number);
+        match self.send_complete().await {
+            Ok(put) => {
+                self.open = false;
+                let checksums: Option<Vec<Checksum>> =
+                    self.receipts.iter().map(|p| p.checksum.clone()).collect();
+                let alg = self.job.config.checksum;
+                Ok(Stored {
+                    etag: put.etag,
+                    checksum: checksums
+                        .and_then(|c| Checksum::composite(&c))
+                        .map(|c| format!("{alg}:{c}")),
+                    parts: u32::try_from(self.receipts.len()).expect("at most 10 000 parts"),
+                })
+            }
+            Err(e) => {
+                warn!(upload_id = %self.upload_id, "multipart upload failed; aborting it");
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `CompleteMultipartUpload`, retried. When a retry fails (the first answer may have been
+    /// lost after the server completed: moto completes again, rclone says NoSuchUpload, s3s-fs
+    /// AccessDenied), the object is looked at: it is ours only if it carries this upload's
+    /// multipart ETag or composite checksum, and has its size.
+    async fn send_complete(&self) -> Result<PutResult, TransferError> {
+        let (job, key, id, parts) = (&*self.job, &self.key, &self.upload_id, &self.receipts);
+        let mut attempts = 0u32;
+        let counter = &mut attempts;
+        let result = with_retries(job, self.index, Interrupt::No, || {
+            *counter += 1;
+            Box::pin(async move { Ok(job.store.complete_multipart(key, id, parts).await?) })
         })
-    })
-    .await?;
-    let checksums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
-    let reported = checksums
-        .and_then(|c| Checksum::composite(&c))
-        .map(|c| format!("{alg}:{c}"));
-    Ok((completed, reported))
+        .await;
+        match result {
+            Err(TransferError::Store(e)) if attempts > 1 => match self.stored_evidence().await {
+                Some(etag) => {
+                    warn!(upload_id = %id, error = %e, "a retried CompleteMultipartUpload failed, but the object is this upload's: its first answer was lost");
+                    Ok(PutResult { etag })
+                }
+                None => Err(TransferError::Store(e)),
+            },
+            other => other,
+        }
+    }
+
+    /// The stored object's ETag if the object at the key is the one these parts make.
+    async fn stored_evidence(&self) -> Option<Option<String>> {
+        let meta = self.job.store.head(self.key.as_str()).await.ok()??;
+        if meta.size != self.bytes {
+            return None;
+        }
+        let by_etag = multipart_etag(&self.receipts).is_some_and(|expected| {
+            meta.etag
+                .as_deref()
+                .is_some_and(|got| got.trim_matches('"').eq_ignore_ascii_case(&expected))
+        });
+        let checksums: Option<Vec<Checksum>> =
+            self.receipts.iter().map(|p| p.checksum.clone()).collect();
+        let by_checksum = match (
+            checksums.and_then(|c| Checksum::composite(&c)),
+            &meta.checksum,
+        ) {
+            (Some(expected), Some(got)) => expected == *got,
+            _ => false,
+        };
+        (by_etag || by_checksum).then_some(meta.etag)
+    }
+
+    /// Aborts the upload, after stopping its parts (so none lands after the abort).
+    pub(crate) async fn abort(mut self) {
+        self.running.abort_all();
+        while self.running.join_next().await.is_some() {}
+        self.open = false;
+        abort_upload(&self.job, self.index, self.key.as_str(), &self.upload_id).await;
+    }
+}
+
+impl Drop for MultipartSession {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        self.running.abort_all();
+        let (job, index, key, id) = (
+            Arc::clone(&self.job),
+            self.index,
+            self.key.as_str().to_owned(),
+            self.upload_id.clone(),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { abort_upload(&job, index, &key, &id).await });
+        }
+    }
+}
+
+/// The multipart ETag S3 gives an object made of these parts (the hex MD5 of the parts' binary
+/// MD5s, `-<count>`), when every part's ETag is an MD5.
+pub(crate) fn multipart_etag(parts: &[PartReceipt]) -> Option<String> {
+    let mut h = md5::Md5::new();
+    for p in parts {
+        let hex_md5 = p.etag.trim_matches('"');
+        if hex_md5.len() != 32 {
+            return None;
+        }
+        h.update(hex::decode(hex_md5).ok()?);
+    }
+    Some(format!("{}-{}", hex::encode(h.finalize()), parts.len()))
 }
 
 /// Aborts a multipart upload, retrying; never interrupted by cancellation (that is when it is
-/// needed most).
-pub(crate) async fn abort_upload(job: &Job, index: usize, key: &ObjectKey, upload_id: &str) {
+/// needed most). An upload already gone counts as aborted by someone else.
+pub(crate) async fn abort_upload(job: &Job, index: usize, key: &str, upload_id: &UploadId) {
     let policy = job.config.retry;
     let mut attempt = 1;
     loop {
         let result = {
             let _permit = job.budget.acquire().await;
-            job.store.abort_multipart(key.as_str(), upload_id).await
+            job.store.abort_multipart(key, upload_id).await
         };
         match result {
             Ok(()) => {
@@ -580,7 +451,7 @@ pub(crate) async fn abort_upload(job: &Job, index: usize, key: &ObjectKey, uploa
                 job.emit(Event::MultipartAborted { index });
                 return;
             }
-            Err(e) if e.code() == Some("NoSuchUpload") => return,
+            Err(e) if e.kind() == Some(ServiceErrorKind::NoSuchUpload) => return,
             Err(e) if policy.should_retry(attempt, &e) => {
                 tokio::time::sleep(policy.backoff(attempt, &e)).await;
                 attempt += 1;
@@ -590,5 +461,41 @@ pub(crate) async fn abort_upload(job: &Job, index: usize, key: &ObjectKey, uploa
                 return;
             }
         }
+    }
+}
+
+/// The error of a body that would need more than S3's 10 000 parts.
+pub(crate) fn too_many_parts(part_size: u64) -> FileError {
+    FileError::new(
+        ErrorCode::FileTooLarge,
+        format!(
+            "the body needs more than 10 000 parts of {part_size} bytes (S3's limit); raise the part size"
+        ),
+        false,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_etag_is_the_md5_of_the_part_md5s() {
+        let a = format!("\"{}\"", hex::encode(md5::Md5::digest(b"a")));
+        let b = format!("\"{}\"", hex::encode(md5::Md5::digest(b"b")));
+        let receipt = |n: u64, etag: &str| PartReceipt {
+            part_number: PartNumber::new(n).unwrap(),
+            etag: etag.to_owned(),
+            checksum: None,
+        };
+        let parts = [receipt(1, &a), receipt(2, &b)];
+        let mut cat = md5::Md5::digest(b"a").to_vec();
+        cat.extend(md5::Md5::digest(b"b"));
+        assert_eq!(
+            multipart_etag(&parts).unwrap(),
+            format!("{}-2", hex::encode(md5::Md5::digest(&cat)))
+        );
+        // Not MD5 ETags: no evidence from the ETag.
+        assert_eq!(multipart_etag(&[receipt(1, "\"opaque\"")]), None);
     }
 }

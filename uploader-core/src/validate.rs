@@ -10,7 +10,9 @@ use aws_credential_types::provider::error::CredentialsError;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::{KeyPrefix, ObjectKey};
-use crate::store::{Body, ObjectStore, PutOptions, S3Store, StoreError};
+use crate::store::{
+    Body, ObjectStore, PartNumber, PutOptions, S3Store, ServiceErrorKind, StoreError,
+};
 
 /// How long credential resolution may take.
 pub const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,40 +62,32 @@ pub enum CheckError {
 }
 
 fn classify(bucket: &str, e: StoreError) -> CheckError {
-    let operation = match &e {
-        StoreError::Service { operation, .. }
-        | StoreError::Timeout { operation }
-        | StoreError::Network { operation, .. }
-        | StoreError::Other { operation, .. }
-        | StoreError::Body { operation, .. } => *operation,
-    };
+    let operation = e.operation();
     match &e {
         StoreError::Timeout { .. } | StoreError::Network { .. } => {
             CheckError::EndpointUnreachable {
-                detail: crate::transfer::error_chain(&e),
+                detail: crate::error::error_chain(&e),
             }
         }
-        StoreError::Service { code, status, .. } => match code.as_str() {
-            "InvalidAccessKeyId"
-            | "SignatureDoesNotMatch"
-            | "InvalidToken"
-            | "ExpiredToken"
-            | "AuthorizationHeaderMalformed" => {
+        StoreError::Service {
+            kind, code, status, ..
+        } => match kind {
+            ServiceErrorKind::CredentialsRejected => {
                 CheckError::CredentialsRejected { code: code.clone() }
             }
-            "NoSuchBucket" => CheckError::BucketMissing {
+            ServiceErrorKind::NoSuchBucket => CheckError::BucketMissing {
                 bucket: bucket.to_owned(),
             },
-            "AccessDenied" | "AllAccessDisabled" => CheckError::AccessDenied {
+            ServiceErrorKind::AccessDenied => CheckError::AccessDenied {
                 bucket: bucket.to_owned(),
                 operation,
             },
             _ if *status == 404 => CheckError::BucketMissing {
                 bucket: bucket.to_owned(),
             },
-            _ => CheckError::Other(crate::transfer::error_chain(&e)),
+            _ => CheckError::Other(crate::error::error_chain(&e)),
         },
-        _ => CheckError::Other(crate::transfer::error_chain(&e)),
+        _ => CheckError::Other(crate::error::error_chain(&e)),
     }
 }
 
@@ -119,7 +113,7 @@ pub async fn check(
                 CheckError::CredentialsTimeout(CREDENTIALS_TIMEOUT)
             }
             other => CheckError::NoCredentials {
-                detail: crate::transfer::error_chain(&other),
+                detail: crate::error::error_chain(&other),
             },
         })?;
 
@@ -187,11 +181,15 @@ pub async fn detect_checksum(
     };
     let id = store.create_multipart(&key, &opts).await?;
     let mut chosen = ChecksumAlgorithm::Crc32c;
-    for (n, alg) in [(1, ChecksumAlgorithm::Crc32c), (2, ChecksumAlgorithm::Md5)] {
+    let second = PartNumber::FIRST.next().expect("part 2 exists");
+    for (n, alg) in [
+        (PartNumber::FIRST, ChecksumAlgorithm::Crc32c),
+        (second, ChecksumAlgorithm::Md5),
+    ] {
         let wrong = Checksum::of_bytes(alg, b"not the body");
         let body = Body::Bytes(bytes::Bytes::from_static(b"probe"));
         match store.upload_part(&key, &id, n, body, Some(&wrong)).await {
-            Err(e) if e.is_bad_digest() => {
+            Err(e) if e.kind() == Some(ServiceErrorKind::BadDigest) => {
                 chosen = alg;
                 break;
             }
@@ -200,7 +198,7 @@ pub async fn detect_checksum(
     }
     match store.abort_multipart(key.as_str(), &id).await {
         Ok(()) => {}
-        Err(e) if e.code() == Some("NoSuchUpload") => {}
+        Err(e) if e.kind() == Some(ServiceErrorKind::NoSuchUpload) => {}
         Err(e) => return Err(e),
     }
     Ok(chosen)

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use serde_json::{Value, json};
-use uploader_core::stream::{StreamEnd, StreamResult};
 use uploader_core::{ErrorCode, FileError, FileOutcome, KeyPrefix, ObjectKey};
+use uploader_core::{StreamEnd, StreamResult, StreamUpload};
 
 use crate::app::{AppState, RequestId, Slot};
 use crate::problem::ApiError;
@@ -42,8 +42,10 @@ struct Entry {
 
 enum EntryState {
     Done(FileError),
-    Running(tokio::task::JoinHandle<StreamResult>, Instant),
+    Running(StreamUpload, Instant),
     Finished(StreamResult),
+    /// Only while a running upload is being awaited.
+    Waiting,
 }
 
 /// Why reading the request stopped early.
@@ -288,19 +290,21 @@ pub async fn handler(
                 *kind_slot.kind.lock().unwrap() = Some(classify(e));
             })
         });
-        let (end, task) = inner
+        let upload = inner
             .uploader
             .upload_stream(
+                entries.len(),
                 key.clone(),
                 Box::pin(data),
                 Some(limits.max_file_size),
-                inner.shutdown.child_token(),
+                &inner.shutdown,
             )
             .await;
+        let end = upload.end().clone();
         entries.push(Entry {
             filename: filename_shown,
             key: Some(key.into_string()),
-            state: EntryState::Running(task, Instant::now()),
+            state: EntryState::Running(upload, Instant::now()),
         });
         if let StreamEnd::Broken(msg) = end {
             request_error = Some(if inner.shutdown.is_cancelled() {
@@ -323,23 +327,16 @@ pub async fn handler(
 
     // Every started upload finishes (or aborts) before we answer.
     for e in &mut entries {
-        if let EntryState::Running(task, t0) = &mut e.state {
-            let t0 = *t0;
-            let result = match task.await {
-                Ok(r) => r,
-                Err(err) => StreamResult {
-                    size: 0,
-                    outcome: FileOutcome::Failed {
-                        error: FileError::new(ErrorCode::UpstreamError, err.to_string(), true),
-                    },
-                    retries: 0,
-                    aborted: false,
-                },
-            };
-            metrics::histogram!("uploader_upload_duration_seconds")
-                .record(t0.elapsed().as_secs_f64());
-            e.state = EntryState::Finished(result);
-        }
+        let state = std::mem::replace(&mut e.state, EntryState::Waiting);
+        e.state = match state {
+            EntryState::Running(upload, t0) => {
+                let result = upload.wait().await;
+                metrics::histogram!("uploader_upload_duration_seconds")
+                    .record(t0.elapsed().as_secs_f64());
+                EntryState::Finished(result)
+            }
+            other => other,
+        };
     }
     record_file_metrics(&entries);
     let results: Vec<Value> = entries
@@ -467,7 +464,7 @@ fn record_file_metrics(entries: &[Entry]) {
                     FileOutcome::Failed { .. } => "failed",
                 }
             }
-            EntryState::Running(..) => "failed",
+            EntryState::Running(..) | EntryState::Waiting => "failed",
         };
         metrics::counter!("uploader_files_total", "outcome" => outcome).increment(1);
     }
@@ -508,6 +505,8 @@ fn result_json(index: usize, e: &Entry) -> Value {
                 retryable: false,
             }),
         },
-        EntryState::Running(..) => unreachable!("every upload is awaited before answering"),
+        EntryState::Running(..) | EntryState::Waiting => {
+            unreachable!("every upload is awaited before answering")
+        }
     }
 }

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartReceipt, PendingUpload, PutOptions, PutResult, StoreError,
+    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
+    StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;
@@ -132,6 +133,7 @@ impl FaultyStore {
             Some(Fault::Error { status, code }) => Err(StoreError::Service {
                 operation: name,
                 status,
+                kind: super::s3::service_kind(status, code),
                 code: code.into(),
                 message: "injected fault".into(),
             }),
@@ -164,7 +166,7 @@ impl ObjectStore for FaultyStore {
         &self,
         key: &ObjectKey,
         opts: &PutOptions,
-    ) -> Result<String, StoreError> {
+    ) -> Result<UploadId, StoreError> {
         let call = self.inner.create_multipart(key, opts);
         let name = "CreateMultipartUpload";
         self.apply(Operation::CreateMultipart, name, key.as_str(), None, call)
@@ -174,15 +176,15 @@ impl ObjectStore for FaultyStore {
     async fn upload_part(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
-        part_number: u32,
+        upload_id: &UploadId,
+        part_number: PartNumber,
         body: Body,
         checksum: Option<&Checksum>,
     ) -> Result<PartReceipt, StoreError> {
         let call = self
             .inner
             .upload_part(key, upload_id, part_number, body, checksum);
-        let part = Some(part_number);
+        let part = Some(part_number.get());
         self.apply(
             Operation::UploadPart,
             "UploadPart",
@@ -196,7 +198,7 @@ impl ObjectStore for FaultyStore {
     async fn complete_multipart(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
+        upload_id: &UploadId,
         parts: &[PartReceipt],
     ) -> Result<PutResult, StoreError> {
         let call = self.inner.complete_multipart(key, upload_id, parts);
@@ -205,7 +207,7 @@ impl ObjectStore for FaultyStore {
             .await
     }
 
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<(), StoreError> {
         let call = self.inner.abort_multipart(key, upload_id);
         let name = "AbortMultipartUpload";
         self.apply(Operation::AbortMultipart, name, key, None, call)

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartReceipt, PendingUpload, PutOptions, PutResult, StoreError,
+    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
+    ServiceErrorKind as Kind, StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;
@@ -27,7 +28,7 @@ struct Object {
 struct Upload {
     key: String,
     opts: PutOptions,
-    parts: BTreeMap<u32, (Bytes, String)>,
+    parts: BTreeMap<PartNumber, (Bytes, String)>,
     initiated: SystemTime,
 }
 
@@ -35,17 +36,12 @@ struct Upload {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: Mutex<HashMap<String, Object>>,
-    uploads: Mutex<HashMap<String, Upload>>,
+    uploads: Mutex<HashMap<UploadId, Upload>>,
     next_id: AtomicU64,
 }
 
-fn err(operation: &'static str, status: u16, code: &str) -> StoreError {
-    StoreError::Service {
-        operation,
-        status,
-        code: code.into(),
-        message: String::new(),
-    }
+fn err(operation: &'static str, status: u16, kind: Kind, code: &str) -> StoreError {
+    StoreError::service(operation, status, kind, code)
 }
 
 fn etag_of(data: &[u8]) -> String {
@@ -62,7 +58,7 @@ async fn read(operation: &'static str, body: Body) -> Result<Bytes, StoreError> 
 fn verify(operation: &'static str, data: &[u8], c: Option<&Checksum>) -> Result<(), StoreError> {
     match c {
         Some(c) if Checksum::of_bytes(c.algorithm(), data) != *c => {
-            Err(err(operation, 400, "BadDigest"))
+            Err(err(operation, 400, Kind::BadDigest, "BadDigest"))
         }
         _ => Ok(()),
     }
@@ -106,7 +102,7 @@ impl ObjectStore for MemoryStore {
         let etag = etag_of(&data);
         let mut objects = self.objects.lock().unwrap();
         if opts.if_none_match && objects.contains_key(key.as_str()) {
-            return Err(err(OP, 412, "PreconditionFailed"));
+            return Err(err(OP, 412, Kind::PreconditionFailed, "PreconditionFailed"));
         }
         objects.insert(
             key.as_str().to_owned(),
@@ -117,18 +113,18 @@ impl ObjectStore for MemoryStore {
                 metadata: opts.metadata.clone(),
             },
         );
-        Ok(PutResult {
-            etag: Some(etag),
-            checksum: opts.checksum.as_ref().map(Checksum::base64),
-        })
+        Ok(PutResult { etag: Some(etag) })
     }
 
     async fn create_multipart(
         &self,
         key: &ObjectKey,
         opts: &PutOptions,
-    ) -> Result<String, StoreError> {
-        let id = format!("mem-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+    ) -> Result<UploadId, StoreError> {
+        let id = UploadId::new(format!(
+            "mem-{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
         self.uploads.lock().unwrap().insert(
             id.clone(),
             Upload {
@@ -144,8 +140,8 @@ impl ObjectStore for MemoryStore {
     async fn upload_part(
         &self,
         _key: &ObjectKey,
-        upload_id: &str,
-        part_number: u32,
+        upload_id: &UploadId,
+        part_number: PartNumber,
         body: Body,
         checksum: Option<&Checksum>,
     ) -> Result<PartReceipt, StoreError> {
@@ -156,7 +152,7 @@ impl ObjectStore for MemoryStore {
         let mut uploads = self.uploads.lock().unwrap();
         let upload = uploads
             .get_mut(upload_id)
-            .ok_or_else(|| err(OP, 404, "NoSuchUpload"))?;
+            .ok_or_else(|| err(OP, 404, Kind::NoSuchUpload, "NoSuchUpload"))?;
         upload.parts.insert(part_number, (data, etag.clone()));
         Ok(PartReceipt {
             part_number,
@@ -168,7 +164,7 @@ impl ObjectStore for MemoryStore {
     async fn complete_multipart(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
+        upload_id: &UploadId,
         parts: &[PartReceipt],
     ) -> Result<PutResult, StoreError> {
         const OP: &str = "CompleteMultipartUpload";
@@ -177,18 +173,23 @@ impl ObjectStore for MemoryStore {
             .lock()
             .unwrap()
             .remove(upload_id)
-            .ok_or_else(|| err(OP, 404, "NoSuchUpload"))?;
+            .ok_or_else(|| err(OP, 404, Kind::NoSuchUpload, "NoSuchUpload"))?;
         let mut data = BytesMut::new();
+        let mut digests = Vec::new();
         for p in parts {
             match upload.parts.get(&p.part_number) {
-                Some((bytes, etag)) if *etag == p.etag => data.extend_from_slice(bytes),
-                _ => return Err(err(OP, 400, "InvalidPart")),
+                Some((bytes, etag)) if *etag == p.etag => {
+                    data.extend_from_slice(bytes);
+                    digests.extend(hex::decode(etag.trim_matches('"')).expect("our own ETags"));
+                }
+                _ => return Err(err(OP, 400, Kind::InvalidPart, "InvalidPart")),
             }
         }
-        let etag = format!("\"{}-{}\"", &etag_of(&data)[1..33], parts.len());
+        // S3's multipart ETag: the MD5 of the parts' MD5s, then the part count.
+        let etag = format!("\"{}-{}\"", &etag_of(&digests)[1..33], parts.len());
         let mut objects = self.objects.lock().unwrap();
         if upload.opts.if_none_match && objects.contains_key(key.as_str()) {
-            return Err(err(OP, 412, "PreconditionFailed"));
+            return Err(err(OP, 412, Kind::PreconditionFailed, "PreconditionFailed"));
         }
         objects.insert(
             upload.key,
@@ -199,19 +200,23 @@ impl ObjectStore for MemoryStore {
                 metadata: upload.opts.metadata,
             },
         );
-        Ok(PutResult {
-            etag: Some(etag),
-            checksum: None,
-        })
+        Ok(PutResult { etag: Some(etag) })
     }
 
-    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), StoreError> {
+    async fn abort_multipart(&self, _key: &str, upload_id: &UploadId) -> Result<(), StoreError> {
         self.uploads
             .lock()
             .unwrap()
             .remove(upload_id)
             .map(|_| ())
-            .ok_or_else(|| err("AbortMultipartUpload", 404, "NoSuchUpload"))
+            .ok_or_else(|| {
+                err(
+                    "AbortMultipartUpload",
+                    404,
+                    Kind::NoSuchUpload,
+                    "NoSuchUpload",
+                )
+            })
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
@@ -220,6 +225,7 @@ impl ObjectStore for MemoryStore {
             etag: Some(o.etag.clone()),
             content_type: o.content_type.clone(),
             metadata: o.metadata.clone(),
+            checksum: None,
         }))
     }
 

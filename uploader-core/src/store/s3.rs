@@ -30,7 +30,8 @@ use aws_smithy_types::byte_stream::Length;
 use bytes::Bytes;
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartReceipt, PendingUpload, PutOptions, PutResult, StoreError,
+    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
+    ServiceErrorKind, StoreError, UploadId,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::env;
@@ -259,7 +260,7 @@ where
         SdkError::DispatchFailure(d) if d.is_timeout() => StoreError::Timeout { operation },
         SdkError::DispatchFailure(d) => {
             let source: super::BoxError = match d.as_connector_error() {
-                Some(c) => crate::transfer::error_chain(c).into(),
+                Some(c) => crate::error::error_chain(c).into(),
                 None => format!("{d:?}").into(),
             };
             StoreError::Network { operation, source }
@@ -271,19 +272,53 @@ where
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
             let e = s.err();
+            let code = e
+                .code()
+                .map(str::to_owned)
+                .unwrap_or_else(|| status_code_name(status).to_owned());
             StoreError::Service {
                 operation,
                 status,
-                code: e
-                    .code()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| status_code_name(status).to_owned()),
+                kind: service_kind(status, &code),
+                code,
                 message: e.message().unwrap_or_default().to_owned(),
             }
         }
         other => StoreError::Other {
             operation,
-            message: crate::transfer::error_chain(&other),
+            message: crate::error::error_chain(&other),
+        },
+    }
+}
+
+/// The kind of an S3 error, from its code (and its status when the code says nothing): the one
+/// place that knows S3's error-code strings.
+pub(crate) fn service_kind(status: u16, code: &str) -> ServiceErrorKind {
+    use ServiceErrorKind as K;
+    match code {
+        "NoSuchUpload" => K::NoSuchUpload,
+        "NoSuchKey" => K::NoSuchKey,
+        "NoSuchBucket" => K::NoSuchBucket,
+        "PreconditionFailed" => K::PreconditionFailed,
+        "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" => K::BadDigest,
+        "SlowDown" | "TooManyRequests" => K::Throttled,
+        c if c.starts_with("Throttl") => K::Throttled,
+        "RequestTimeout" | "RequestTimeTooSkewed" | "InternalError" | "ServiceUnavailable" => {
+            K::Transient
+        }
+        "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "InvalidToken"
+        | "ExpiredToken"
+        | "AuthorizationHeaderMalformed" => K::CredentialsRejected,
+        "AccessDenied" | "AllAccessDisabled" | "Forbidden" => K::AccessDenied,
+        "InvalidPart" | "InvalidPartOrder" => K::InvalidPart,
+        _ => match status {
+            412 => K::PreconditionFailed,
+            429 => K::Throttled,
+            403 => K::AccessDenied,
+            s if s >= 500 => K::Transient,
+            _ => K::Other,
         },
     }
 }
@@ -403,17 +438,14 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| convert(OP, e))?;
-        Ok(PutResult {
-            etag: out.e_tag,
-            checksum: out.checksum_crc32_c,
-        })
+        Ok(PutResult { etag: out.e_tag })
     }
 
     async fn create_multipart(
         &self,
         key: &ObjectKey,
         opts: &PutOptions,
-    ) -> Result<String, StoreError> {
+    ) -> Result<UploadId, StoreError> {
         const OP: &str = "CreateMultipartUpload";
         let mut req = self
             .client
@@ -439,6 +471,7 @@ impl ObjectStore for S3Store {
                     .body()
                     .bytes()
                     .and_then(|b| xml_text(b, "UploadId"))
+                    .map(UploadId::new)
                     .ok_or(StoreError::Other {
                         operation: OP,
                         message: "unreadable CreateMultipartUpload response".into(),
@@ -446,7 +479,7 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(convert(OP, e)),
         };
-        out.upload_id.ok_or(StoreError::Other {
+        out.upload_id.map(UploadId::new).ok_or(StoreError::Other {
             operation: OP,
             message: "the response has no UploadId".into(),
         })
@@ -455,8 +488,8 @@ impl ObjectStore for S3Store {
     async fn upload_part(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
-        part_number: u32,
+        upload_id: &UploadId,
+        part_number: PartNumber,
         body: Body,
         checksum: Option<&Checksum>,
     ) -> Result<PartReceipt, StoreError> {
@@ -467,8 +500,8 @@ impl ObjectStore for S3Store {
             .upload_part()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .upload_id(upload_id)
-            .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
+            .upload_id(upload_id.as_str())
+            .part_number(i32::from(part_number.0))
             .body(byte_stream(OP, body).await?)
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
             .set_checksum_crc32_c(crc32c(checksum))
@@ -491,7 +524,7 @@ impl ObjectStore for S3Store {
     async fn complete_multipart(
         &self,
         key: &ObjectKey,
-        upload_id: &str,
+        upload_id: &UploadId,
         parts: &[PartReceipt],
     ) -> Result<PutResult, StoreError> {
         const OP: &str = "CompleteMultipartUpload";
@@ -499,7 +532,7 @@ impl ObjectStore for S3Store {
             .iter()
             .map(|p| {
                 CompletedPart::builder()
-                    .part_number(i32::try_from(p.part_number).unwrap_or(i32::MAX))
+                    .part_number(i32::from(p.part_number.0))
                     .e_tag(&p.etag)
                     .set_checksum_crc32_c(crc32c(p.checksum.as_ref()))
                     .build()
@@ -510,7 +543,7 @@ impl ObjectStore for S3Store {
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .upload_id(upload_id)
+            .upload_id(upload_id.as_str())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
@@ -519,18 +552,15 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| convert(OP, e))?;
-        Ok(PutResult {
-            etag: out.e_tag,
-            checksum: out.checksum_crc32_c,
-        })
+        Ok(PutResult { etag: out.e_tag })
     }
 
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<(), StoreError> {
         self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .upload_id(upload_id)
+            .upload_id(upload_id.as_str())
             .send()
             .await
             .map_err(|e| convert("AbortMultipartUpload", e))?;
@@ -543,6 +573,7 @@ impl ObjectStore for S3Store {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
         {
@@ -551,6 +582,7 @@ impl ObjectStore for S3Store {
                 etag: out.e_tag,
                 content_type: out.content_type,
                 metadata: out.metadata.unwrap_or_default().into_iter().collect(),
+                checksum: out.checksum_crc32_c,
             })),
             Err(e) => match convert("HeadObject", e) {
                 e if e.status() == Some(404) => Ok(None),
@@ -601,13 +633,13 @@ impl ObjectStore for S3Store {
             let page = match page {
                 Ok(p) => p,
                 // rclone serve s3 answers NoSuchUpload for a bucket that never had an upload.
-                Err(e) if e.code() == Some("NoSuchUpload") => break,
+                Err(e) if e.kind() == Some(ServiceErrorKind::NoSuchUpload) => break,
                 Err(e) => return Err(e),
             };
             for u in page.uploads.unwrap_or_default() {
                 out.push(PendingUpload {
                     key: u.key.unwrap_or_default(),
-                    upload_id: u.upload_id.unwrap_or_default(),
+                    upload_id: UploadId::new(u.upload_id.unwrap_or_default()),
                     initiated: u.initiated.and_then(|t| SystemTime::try_from(t).ok()),
                 });
             }
