@@ -66,6 +66,21 @@ pub struct FaultPlan {
     pub rate: f64,
     pub faults: Vec<Fault>,
     pub ops: Vec<Op>,
+    /// At most this many faults fire in all (`None`: no limit).
+    pub limit: Option<u64>,
+}
+
+impl FaultPlan {
+    /// `fault` on the first `n` requests of `op`, nothing else.
+    pub fn first(op: Op, fault: Fault, n: u64) -> FaultPlan {
+        FaultPlan {
+            seed: 0,
+            rate: 1.0,
+            faults: vec![fault],
+            ops: vec![op],
+            limit: Some(n),
+        }
+    }
 }
 
 /// Counts of what the proxy did.
@@ -73,6 +88,15 @@ pub struct FaultPlan {
 pub struct Stats {
     pub requests: AtomicU64,
     pub faults: AtomicU64,
+    /// Requests seen per operation.
+    pub ops: Mutex<std::collections::HashMap<Op, u64>>,
+}
+
+impl Stats {
+    /// Requests of `op` seen so far.
+    pub fn seen(&self, op: Op) -> u64 {
+        self.ops.lock().unwrap().get(&op).copied().unwrap_or(0)
+    }
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -185,9 +209,14 @@ async fn handle(
 ) -> Result<Response<ProxyBody>, Dropped> {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let op = classify(&req);
+    *shared.stats.ops.lock().unwrap().entry(op).or_default() += 1;
     let fault = {
         let mut rng = shared.rng.lock().unwrap();
-        let targeted = shared.plan.ops.contains(&op) && !shared.plan.faults.is_empty();
+        let spent = shared
+            .plan
+            .limit
+            .is_some_and(|n| shared.stats.faults.load(Ordering::Relaxed) >= n);
+        let targeted = !spent && shared.plan.ops.contains(&op) && !shared.plan.faults.is_empty();
         if targeted && rng.random::<f64>() < shared.plan.rate {
             Some(shared.plan.faults[rng.random_range(0..shared.plan.faults.len())])
         } else {

@@ -88,6 +88,7 @@ async fn faulty_run(seed: u64) {
             rate: 0.15,
             faults: every_fault(Duration::from_millis(2500)),
             ops: ALL_OPS.to_vec(),
+            limit: None,
         },
     )
     .await;
@@ -192,6 +193,7 @@ async fn the_cli_through_faults_reports_honestly() {
                 Fault::DropResponse,
             ],
             ops: vec![Op::PutObject, Op::UploadPart, Op::CompleteMultipart],
+            limit: None,
         },
     )
     .await;
@@ -272,6 +274,7 @@ async fn soak_10k_files_with_5_percent_faults() {
             rate: 0.05,
             faults: every_fault(Duration::from_millis(1500)),
             ops: ALL_OPS.to_vec(),
+            limit: None,
         },
     )
     .await;

@@ -4,4 +4,5 @@ mod cli;
 mod daemon;
 mod faults;
 mod interop;
+mod lifecycle;
 mod stores;

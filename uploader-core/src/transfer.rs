@@ -35,6 +35,11 @@ use crate::store::{
     Body, PartNumber, PartReceipt, PutOptions, PutResult, ServiceErrorKind, UploadId,
 };
 
+/// User metadata (`x-amz-meta-uploader-upload`) that marks a multipart object with a random
+/// token of the session that made it: the evidence of last resort that a completed object is
+/// ours, on servers whose multipart ETag is not S3's (rclone's is the MD5 of the whole object).
+pub const UPLOAD_TOKEN_METADATA: &str = "uploader-upload";
+
 /// The reason reported when no-clobber finds the key.
 pub(crate) const ALREADY_EXISTS: &str = "the key already exists (no-clobber)";
 
@@ -178,6 +183,8 @@ pub(crate) struct MultipartSession {
     index: usize,
     key: ObjectKey,
     upload_id: UploadId,
+    /// The random token written as [`UPLOAD_TOKEN_METADATA`].
+    token: String,
     running: JoinSet<PartTask>,
     receipts: Vec<PartReceipt>,
     /// Bytes handed to [`MultipartSession::send_part`].
@@ -196,6 +203,9 @@ impl MultipartSession {
     ) -> Result<MultipartSession, TransferError> {
         let mut opts = put_options(&job.config, content_type);
         opts.checksum_algorithm = Some(job.config.checksum);
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        opts.metadata
+            .push((UPLOAD_TOKEN_METADATA.to_owned(), token.clone()));
         let opts = &opts;
         let mut attempts = 0u32;
         let counter = &mut attempts;
@@ -210,6 +220,7 @@ impl MultipartSession {
             index,
             key: key.clone(),
             upload_id,
+            token,
             running: JoinSet::new(),
             receipts: Vec::new(),
             bytes: 0,
@@ -348,8 +359,9 @@ impl MultipartSession {
 
     /// `CompleteMultipartUpload`, retried. When a retry fails (the first answer may have been
     /// lost after the server completed: moto completes again, rclone says NoSuchUpload, s3s-fs
-    /// AccessDenied), the object is looked at: it is ours only if it carries this upload's
-    /// multipart ETag or composite checksum, and has its size.
+    /// AccessDenied), the object is looked at: it is ours only if it has our size and carries
+    /// this session's token, this upload's multipart ETag, or its composite checksum — never
+    /// the size alone (an older object of the same size would pass).
     async fn send_complete(&self) -> Result<PutResult, TransferError> {
         let (job, key, id, parts) = (&*self.job, &self.key, &self.upload_id, &self.receipts);
         let mut attempts = 0u32;
@@ -371,12 +383,18 @@ impl MultipartSession {
         }
     }
 
-    /// The stored object's ETag if the object at the key is the one these parts make.
+    /// The stored object's ETag if the object at the key is the one these parts make: it has
+    /// their size and carries this session's token, their S3 multipart ETag, or their composite
+    /// checksum.
     async fn stored_evidence(&self) -> Option<Option<String>> {
         let meta = self.job.store.head(self.key.as_str()).await.ok()??;
         if meta.size != self.bytes {
             return None;
         }
+        let by_token = meta
+            .metadata
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(UPLOAD_TOKEN_METADATA) && *v == self.token);
         let by_etag = multipart_etag(&self.receipts).is_some_and(|expected| {
             meta.etag
                 .as_deref()
@@ -391,7 +409,7 @@ impl MultipartSession {
             (Some(expected), Some(got)) => expected == *got,
             _ => false,
         };
-        (by_etag || by_checksum).then_some(meta.etag)
+        (by_token || by_etag || by_checksum).then_some(meta.etag)
     }
 
     /// Aborts the upload, after stopping its parts (so none lands after the abort).
