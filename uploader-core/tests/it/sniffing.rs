@@ -1,5 +1,7 @@
 //! Content sniffing through the pipeline: real small files of every default-allowed type are
-//! stored with the detected Content-Type; spoofed and active files are refused per file.
+//! stored with the detected Content-Type; spoofed and active files are refused per file, as
+//! `mime_not_allowed` when their content is not allowed whatever their name; random bytes that
+//! happen to begin with a weak magic number are unrecognised binary.
 
 use std::sync::Arc;
 
@@ -32,6 +34,52 @@ fn ooxml(dir: &str) -> Vec<u8> {
     v
 }
 
+/// A minimal ELF64 header: an x86-64 executable with no program or section headers.
+fn elf() -> Vec<u8> {
+    let mut v = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    v.extend([0; 8]);
+    v.extend(2u16.to_le_bytes()); // e_type: EXEC
+    v.extend(0x3Eu16.to_le_bytes()); // e_machine: x86-64
+    v.extend(1u32.to_le_bytes()); // e_version
+    v.extend(0x40_1000u64.to_le_bytes()); // e_entry
+    v.extend(64u64.to_le_bytes()); // e_phoff
+    v.extend([0; 12]); // e_shoff, e_flags
+    v.extend(64u16.to_le_bytes()); // e_ehsize
+    v.extend(56u16.to_le_bytes()); // e_phentsize
+    v.extend([0; 8]); // e_phnum, e_shentsize, e_shnum, e_shstrndx
+    assert_eq!(v.len(), 64);
+    v
+}
+
+/// A DOS header (the usual PE stub's) pointing at a PE header at 0x80.
+fn pe() -> Vec<u8> {
+    let mut v = b"MZ".to_vec();
+    for f in [0x90u16, 3, 0, 4, 0, 0xFFFF, 0, 0xB8, 0, 0, 0, 0x40] {
+        v.extend(f.to_le_bytes());
+    }
+    v.resize(0x3C, 0);
+    v.extend(0x80u32.to_le_bytes());
+    v.resize(0x80, 0);
+    v.extend(b"PE\0\0\x64\x86\x01\x00");
+    v.resize(1024, 0);
+    v
+}
+
+/// A 1x1 24-bit BMP.
+fn bmp() -> Vec<u8> {
+    let mut v = b"BM".to_vec();
+    for f in [58u32, 0, 54, 40, 1, 1] {
+        v.extend(f.to_le_bytes()); // size, reserved, pixel offset, DIB size, width, height
+    }
+    v.extend(1u16.to_le_bytes()); // planes
+    v.extend(24u16.to_le_bytes()); // bits per pixel
+    v.extend([0; 4]); // no compression
+    v.extend(4u32.to_le_bytes()); // image size
+    v.extend([0x13, 0x0B, 0, 0, 0x13, 0x0B, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    v.extend([0, 0, 0xFF, 0]);
+    v
+}
+
 fn tar() -> Vec<u8> {
     let mut v = vec![0u8; 1024];
     v[..8].copy_from_slice(b"file.txt");
@@ -48,7 +96,7 @@ fn allowed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("img/photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9".to_vec(), "image/jpeg"),
         ("img/anim.gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec(), "image/gif"),
         ("img/pic.webp", b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00".to_vec(), "image/webp"),
-        ("img/old.bmp", [b"BM".as_slice(), &[0x3a, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0, 0x28, 0, 0, 0]].concat(), "image/bmp"),
+        ("img/old.bmp", bmp(), "image/bmp"),
         ("img/scan.tiff", b"II*\x00\x08\x00\x00\x00\x00\x00".to_vec(), "image/tiff"),
         ("doc/report.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n".to_vec(), "application/pdf"),
         ("doc/notes.txt", "plain text, ünïcode\n".as_bytes().to_vec(), "text/plain"),
@@ -70,9 +118,6 @@ fn allowed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 /// (file name, content, expected error code)
 fn refused() -> Vec<(&'static str, Vec<u8>, ErrorCode)> {
-    let elf =
-        b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00>\x00\x01\x00\x00\x00"
-            .to_vec();
     let mut png_zip = allowed()[0].1.clone();
     png_zip.extend(vec![0u8; 9000]);
     png_zip.extend(
@@ -83,14 +128,20 @@ fn refused() -> Vec<(&'static str, Vec<u8>, ErrorCode)> {
         ]
         .concat(),
     );
+    let pdf = allowed()
+        .into_iter()
+        .find_map(|(name, bytes, _)| name.ends_with(".pdf").then_some(bytes))
+        .unwrap();
     vec![
+        // Content that is not allowed is refused for what it is, whatever its name.
         (
             "spoof/html.png",
             b"<html><script>alert(1)</script></html>".to_vec(),
-            ErrorCode::MimeMismatch,
+            ErrorCode::MimeNotAllowed,
         ),
-        ("spoof/elf.pdf", elf.clone(), ErrorCode::MimeMismatch),
-        ("spoof/tool", elf, ErrorCode::MimeNotAllowed),
+        ("spoof/elf.pdf", elf(), ErrorCode::MimeNotAllowed),
+        ("spoof/evil.png", elf(), ErrorCode::MimeNotAllowed),
+        ("spoof/tool", elf(), ErrorCode::MimeNotAllowed),
         (
             "spoof/script.svg",
             b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec(),
@@ -114,13 +165,12 @@ fn refused() -> Vec<(&'static str, Vec<u8>, ErrorCode)> {
         (
             "spoof/sh-as.png",
             b"#!/bin/sh\necho pwned\n".to_vec(),
-            ErrorCode::MimeMismatch,
-        ),
-        (
-            "spoof/win.exe",
-            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec(),
             ErrorCode::MimeNotAllowed,
         ),
+        ("spoof/win.exe", pe(), ErrorCode::MimeNotAllowed),
+        ("spoof/win.png", pe(), ErrorCode::MimeNotAllowed),
+        // An allowed type under another type's extension is a mismatch.
+        ("spoof/pdf.png", pdf, ErrorCode::MimeMismatch),
         (
             "spoof/plainzip.docx",
             [
@@ -246,4 +296,66 @@ async fn content_type_override_relabels_but_never_admits() {
             .build()
             .is_err()
     );
+}
+
+/// Through the public API: an ELF called `evil.png` is refused as an executable even when
+/// unrecognised binary is allowed, while random `.bin` files that begin with a weak magic
+/// number (a DER SEQUENCE `30 82`, an i386 COFF machine `4C 01`, `MZ`, `BM`) are stored as the
+/// unrecognised binary they are.
+#[tokio::test]
+async fn executables_are_refused_by_content_and_random_bins_with_weak_magics_are_stored() {
+    let src = tempfile::tempdir().unwrap();
+    crate::common::write_bytes(src.path(), "evil.png", &elf());
+    let prefixes: [&[u8]; 4] = [b"\x30\x82", b"\x4C\x01", b"MZ", b"BM"];
+    for (i, prefix) in prefixes.iter().enumerate() {
+        let mut bytes = crate::common::data(64 * 1024, 1000 + i as u64);
+        bytes[..prefix.len()].copy_from_slice(prefix);
+        crate::common::write_bytes(src.path(), &format!("random-{i}.bin"), &bytes);
+    }
+    let store = Arc::new(MemoryStore::new());
+    let up = Uploader::builder()
+        .with_store(store.clone())
+        .with_mime_policy(crate::common::binary_ok())
+        .build()
+        .unwrap();
+    let report = up
+        .upload_dir(src.path(), &KeyPrefix::root(), WalkOptions::default())
+        .wait()
+        .await;
+    let by_key = |k: &str| {
+        report
+            .files
+            .iter()
+            .find(|f| f.key.as_deref() == Some(k))
+            .unwrap_or_else(|| panic!("{k} not reported"))
+    };
+
+    let err = by_key("evil.png").error().expect("evil.png was refused");
+    assert_eq!(err.code, ErrorCode::MimeNotAllowed, "{}", err.message);
+    assert_eq!(err.code.as_str(), "mime_not_allowed");
+    assert!(
+        err.message.contains("application/x-executable"),
+        "the message names the detected type: {}",
+        err.message
+    );
+    assert!(store.head("evil.png").await.unwrap().is_none());
+
+    for i in 0..prefixes.len() {
+        let key = format!("random-{i}.bin");
+        match &by_key(&key).outcome {
+            FileOutcome::Uploaded { content_type, .. } => {
+                assert_eq!(
+                    content_type.as_deref(),
+                    Some("application/octet-stream"),
+                    "{key}"
+                )
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+        let meta = store.head(&key).await.unwrap().expect("stored");
+        assert_eq!(
+            meta.content_type.as_deref(),
+            Some("application/octet-stream")
+        );
+    }
 }
