@@ -526,7 +526,7 @@ async fn a_disallowed_file_fails_alone_and_the_run_exits_1() {
     };
     assert_eq!(
         find("mixed/bad/photo.png")["error"]["code"],
-        "mime_mismatch"
+        "mime_not_allowed"
     );
     assert_eq!(
         find("mixed/bad/page.html")["error"]["code"],

@@ -67,7 +67,7 @@ async fn mixed_batch_is_207_and_only_the_good_file_is_stored() {
         .await;
     assert_eq!(resp.status(), StatusCode::MULTI_STATUS, "{json}");
     let r = &json["results"];
-    assert_eq!(r[0]["error"]["code"], "mime_mismatch");
+    assert_eq!(r[0]["error"]["code"], "mime_not_allowed");
     assert!(
         r[0]["error"]["message"]
             .as_str()
