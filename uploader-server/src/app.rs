@@ -1,7 +1,8 @@
-//! The router, its shared state, and the cross-cutting middleware: request ids, security
-//! headers, HTTP metrics, authentication and load shedding.
+//! The router and the cross-cutting middleware: request ids, security headers, HTTP metrics,
+//! authentication and load shedding; and the small handlers (health, readiness, metrics,
+//! OpenAPI). The shared state is [`crate::state`]; uploads are [`crate::upload`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,81 +12,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
-use uploader_core::{KeyPrefix, S3Store, Uploader};
 
-use crate::auth::Tokens;
-use crate::config::Limits;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::{AppState, RequestId, Slot};
 
 /// How long a readiness verdict is reused.
 const READY_CACHE: Duration = Duration::from_secs(5);
-
-/// State shared by every request. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(pub(crate) Arc<Inner>);
-
-pub(crate) struct Inner {
-    pub uploader: Uploader,
-    pub root_prefix: KeyPrefix,
-    pub limits: Limits,
-    pub tokens: Tokens,
-    /// Upload requests served at once.
-    pub slots: Arc<Semaphore>,
-    /// Cancelled when in-flight uploads must give up (shutdown deadline).
-    pub shutdown: CancellationToken,
-    /// Set when the server stops taking new uploads.
-    pub draining: std::sync::atomic::AtomicBool,
-    /// The S3 store to check for readiness (none: always ready, e.g. a test store).
-    pub s3: Option<Arc<S3Store>>,
-    pub ready: Mutex<Option<(Instant, Result<(), String>)>>,
-}
-
-impl AppState {
-    /// State for an uploader; `s3` is checked by `/readyz`.
-    pub fn new(
-        uploader: Uploader,
-        root_prefix: KeyPrefix,
-        limits: Limits,
-        tokens: &[String],
-        s3: Option<Arc<S3Store>>,
-    ) -> AppState {
-        // The recorder must exist before the first request records anything.
-        crate::metrics::handle();
-        AppState(Arc::new(Inner {
-            uploader,
-            root_prefix,
-            slots: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
-            limits,
-            tokens: Tokens::new(tokens),
-            shutdown: CancellationToken::new(),
-            draining: std::sync::atomic::AtomicBool::new(false),
-            s3,
-            ready: Mutex::new(None),
-        }))
-    }
-
-    /// Cancelling this token makes in-flight uploads abort and answer.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.0.shutdown.clone()
-    }
-
-    /// Stops taking new uploads (they get 503).
-    pub fn start_draining(&self) {
-        self.0
-            .draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// A request's id, in its extensions and in the `x-request-id` response header.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// The upload slot a request holds while it is served.
-#[derive(Clone)]
-pub struct Slot(#[allow(dead_code)] pub Arc<OwnedSemaphorePermit>);
 
 /// The application.
 pub fn app(state: AppState) -> Router {
@@ -98,7 +30,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::new(ProblemKind::NotFound, "no such route") })
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(common))
         .with_state(state)
@@ -151,24 +83,20 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    if !state.0.tokens.check(auth) {
+    if !state.tokens.check(auth) {
         return ApiError::unauthorized().into_response();
     }
-    if state.0.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return ApiError {
-            retry_after: Some(5),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down; retry on another instance",
-            )
-        }
+    if state.is_draining() {
+        return ApiError::new(
+            ProblemKind::ShuttingDown,
+            "the server is shutting down; retry on another instance",
+        )
         .into_response();
     }
-    let Ok(permit) = Arc::clone(&state.0.slots).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&state.slots).try_acquire_owned() else {
         return ApiError::overloaded().into_response();
     };
-    req.extensions_mut().insert(Slot(Arc::new(permit)));
+    req.extensions_mut().insert(Slot::new(permit));
     next.run(req).await
 }
 
@@ -179,18 +107,18 @@ async fn healthz() -> impl IntoResponse {
 /// Ready when the bucket is reachable with valid credentials (checked at most every 5 s).
 async fn readyz(State(state): State<AppState>) -> Response {
     let verdict = {
-        let cached = state.0.ready.lock().unwrap().clone();
+        let cached = state.ready.lock().unwrap().clone();
         match cached {
             Some((at, v)) if at.elapsed() < READY_CACHE => v,
             _ => {
-                let v = match &state.0.s3 {
+                let v = match &state.s3 {
                     None => Ok(()),
-                    Some(s3) => uploader_core::validate::check(s3, &state.0.root_prefix, false)
+                    Some(s3) => uploader_core::validate::check(s3, &state.root_prefix, false)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string()),
                 };
-                *state.0.ready.lock().unwrap() = Some((Instant::now(), v.clone()));
+                *state.ready.lock().unwrap() = Some((Instant::now(), v.clone()));
                 v
             }
         }
@@ -206,9 +134,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!("uploader_in_flight_requests")
-        .set(state.0.uploader.budget().in_flight() as f64);
-    let body = crate::metrics::handle().render();
+    metrics::gauge!("uploader_in_flight_requests").set(state.uploader.budget().in_flight() as f64);
+    let body = state.metrics.render();
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

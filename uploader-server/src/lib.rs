@@ -3,13 +3,18 @@
 
 pub mod app;
 pub mod auth;
+mod batch;
+mod body;
 pub mod config;
 pub mod connect;
+mod form;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod serve;
+pub mod state;
 pub mod upload;
 
-pub use app::{AppState, app};
+pub use app::app;
 pub use config::{Limits, ServeArgs, ServerConfig};
+pub use state::AppState;

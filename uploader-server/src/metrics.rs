@@ -25,6 +25,12 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Records the end of one upload request.
+pub(crate) fn batch_done(status: u16, elapsed: std::time::Duration) {
+    metrics::counter!("uploader_batches_total", "status" => status.to_string()).increment(1);
+    metrics::histogram!("uploader_batch_duration_seconds").record(elapsed.as_secs_f64());
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!("uploader_files_total", "Files processed, by outcome");

@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use uploader_core::{Uploader, validate};
 
-use crate::app::{AppState, app};
+use crate::app::app;
 use crate::config::{ServeArgs, ServerConfig};
 use crate::connect::Connection;
+use crate::state::AppState;
 
 /// Runs `uploader serve` until SIGTERM or Ctrl-C.
 ///

@@ -1,0 +1,214 @@
+//! The multipart form of `POST /v1/uploads`, read with `multer` (axum's extractor applies no
+//! per-part limits): a part with a filename is a file; the only text field is `prefix`, which
+//! must come before the files (the query parameter `prefix` is the alternative). Each file
+//! part comes out with its key already derived under the prefix.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::header;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use uploader_core::{ErrorCode, FileError, KeyPrefix, ObjectKey};
+
+use crate::body::{BodyFailure, idle_guarded};
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// Field names that carry files (any part with a filename is a file, whatever its name).
+const FILE_FIELDS: &[&str] = &["file", "files", "files[]"];
+/// Longest accepted `prefix` field.
+const MAX_PREFIX_FIELD: usize = 1024;
+
+/// The form being read.
+pub(crate) struct Form {
+    multipart: multer::Multipart<'static>,
+    /// How reading the body failed, if it did.
+    pub failure: Arc<BodyFailure>,
+    root: KeyPrefix,
+    prefix: Option<KeyPrefix>,
+    files: usize,
+    max_files: usize,
+}
+
+/// One file part: its name as sent, its key (or why it has none), and its data.
+pub(crate) struct FilePart {
+    pub filename: String,
+    pub key: Result<ObjectKey, FileError>,
+    pub data: BoxStream<'static, Result<Bytes, multer::Error>>,
+}
+
+impl Form {
+    /// Checks the headers (type, boundary, declared length) and starts reading the body.
+    pub(crate) fn open(
+        state: &AppState,
+        req: Request,
+        query_prefix: Option<&str>,
+    ) -> Result<Form, ApiError> {
+        let limits = &state.limits;
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+        {
+            return Err(ApiError::new(
+                ProblemKind::UnsupportedMediaType,
+                "send the files as multipart/form-data",
+            ));
+        }
+        let boundary = multer::parse_boundary(content_type).map_err(|_| {
+            ApiError::new(
+                ProblemKind::MalformedMultipart,
+                "the multipart boundary is missing or invalid",
+            )
+        })?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_request_size) {
+            return Err(too_large(limits.max_request_size));
+        }
+        let prefix = query_prefix
+            .map(|p| join_prefix(&state.root_prefix, p))
+            .transpose()?;
+        let failure = Arc::new(BodyFailure::default());
+        let body = idle_guarded(
+            req.into_body(),
+            limits.body_idle_timeout,
+            Arc::clone(&failure),
+        );
+        let constraints = multer::Constraints::new()
+            .size_limit(multer::SizeLimit::new().whole_stream(limits.max_request_size));
+        Ok(Form {
+            multipart: multer::Multipart::with_constraints(body, boundary, constraints),
+            failure,
+            root: state.root_prefix.clone(),
+            prefix,
+            files: 0,
+            max_files: limits.max_files,
+        })
+    }
+
+    /// The next file part (a `prefix` field before it is taken in), or `None` at the end.
+    pub(crate) async fn next_file(&mut self) -> Result<Option<FilePart>, ApiError> {
+        loop {
+            let field = match self.multipart.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.failure.record(&e);
+                    return Err(self.failure.problem(&e.to_string()));
+                }
+            };
+            let name = field.name().unwrap_or("").to_owned();
+            let filename = field.file_name().map(str::to_owned);
+            if filename.is_none() && !FILE_FIELDS.contains(&name.as_str()) {
+                self.take_prefix(&name, field).await?;
+                continue;
+            }
+            if self.files == self.max_files {
+                return Err(ApiError::new(
+                    ProblemKind::TooManyFiles,
+                    format!("a request may carry at most {} files", self.max_files),
+                ));
+            }
+            self.files += 1;
+            let prefix = self.prefix.as_ref().unwrap_or(&self.root);
+            let key = derive_key(prefix, filename.as_deref());
+            let failure = Arc::clone(&self.failure);
+            let data = field
+                .map(move |r| r.inspect_err(|e| failure.record(e)))
+                .boxed();
+            return Ok(Some(FilePart {
+                filename: filename.unwrap_or_default(),
+                key,
+                data,
+            }));
+        }
+    }
+
+    /// A text field: only `prefix`, once, before any file.
+    async fn take_prefix(
+        &mut self,
+        name: &str,
+        field: multer::Field<'static>,
+    ) -> Result<(), ApiError> {
+        if name != "prefix" {
+            return Err(ApiError::new(
+                ProblemKind::UnknownField,
+                format!(
+                    "unknown form field {name:?}: send files (parts with a filename) and optionally `prefix`"
+                ),
+            ));
+        }
+        if self.prefix.is_some() || self.files > 0 {
+            return Err(ApiError::new(
+                ProblemKind::MisplacedPrefix,
+                "`prefix` may be given once, before any file (or as a query parameter)",
+            ));
+        }
+        let text = read_text(field, MAX_PREFIX_FIELD).await?;
+        self.prefix = Some(join_prefix(&self.root, &text)?);
+        Ok(())
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ProblemKind::RequestTooLarge,
+        format!("the request body is over the limit of {limit} bytes"),
+    )
+}
+
+/// The key of a file part, or the per-file error that says why it has none.
+fn derive_key(prefix: &KeyPrefix, filename: Option<&str>) -> Result<ObjectKey, FileError> {
+    match filename {
+        None | Some("") => Err(FileError::new(
+            ErrorCode::InvalidKey,
+            "the file part has no filename",
+            false,
+        )),
+        Some(f) => ObjectKey::derive(prefix, f).map_err(|e| {
+            FileError::new(ErrorCode::InvalidKey, format!("{e} [{}]", e.rule()), false)
+        }),
+    }
+}
+
+fn join_prefix(root: &KeyPrefix, p: &str) -> Result<KeyPrefix, ApiError> {
+    root.join(p).map_err(|e| {
+        ApiError::new(
+            ProblemKind::InvalidPrefix,
+            format!("invalid prefix {p:?}: {e} [{}]", e.rule()),
+        )
+    })
+}
+
+async fn read_text(mut field: multer::Field<'_>, max: usize) -> Result<String, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::new(ProblemKind::MalformedMultipart, e.to_string()))?
+    {
+        buf.extend_from_slice(&chunk);
+        if buf.len() > max {
+            return Err(ApiError::new(
+                ProblemKind::FieldTooLarge,
+                format!("the `prefix` field is over {max} bytes"),
+            ));
+        }
+    }
+    String::from_utf8(buf).map_err(|_| {
+        ApiError::new(
+            ProblemKind::InvalidPrefix,
+            "the `prefix` field is not UTF-8",
+        )
+    })
+}

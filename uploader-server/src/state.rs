@@ -1,0 +1,112 @@
+//! The state every request shares, and the request extensions the middleware hands to the
+//! handlers. Imported by the router ([`crate::app`]) and by the handlers alike, so neither
+//! imports the other.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uploader_core::{KeyPrefix, S3Store, Uploader};
+
+use crate::auth::Tokens;
+use crate::config::Limits;
+
+/// State shared by every request. Cheap to clone (the fields are behind one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+/// The fields of [`AppState`] (read by the router and the handlers of this crate).
+pub struct Shared {
+    /// The core uploader; its budget of S3 requests is shared by every HTTP request.
+    pub(crate) uploader: Uploader,
+    /// Every key lies under this prefix.
+    pub(crate) root_prefix: KeyPrefix,
+    pub(crate) limits: Limits,
+    pub(crate) tokens: Tokens,
+    /// Upload requests served at once.
+    pub(crate) slots: Arc<Semaphore>,
+    /// Cancelled when in-flight uploads must give up (shutdown deadline).
+    pub(crate) shutdown: CancellationToken,
+    /// Set when the server stops taking new uploads.
+    pub(crate) draining: AtomicBool,
+    /// The S3 store to check for readiness (none: always ready, e.g. a test store).
+    pub(crate) s3: Option<Arc<S3Store>>,
+    /// The last readiness verdict and when it was reached.
+    pub(crate) ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The process's Prometheus recorder.
+    pub(crate) metrics: &'static PrometheusHandle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl AppState {
+    /// State for an uploader; `s3` is checked by `/readyz`.
+    pub fn new(
+        uploader: Uploader,
+        root_prefix: KeyPrefix,
+        limits: Limits,
+        tokens: &[String],
+        s3: Option<Arc<S3Store>>,
+    ) -> AppState {
+        AppState {
+            shared: Arc::new(Shared {
+                uploader,
+                root_prefix,
+                slots: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+                limits,
+                tokens: Tokens::new(tokens),
+                shutdown: CancellationToken::new(),
+                draining: AtomicBool::new(false),
+                s3,
+                ready: Mutex::new(None),
+                // The recorder must exist before the first request records anything.
+                metrics: crate::metrics::handle(),
+            }),
+        }
+    }
+
+    /// Cancelling this token makes in-flight uploads abort and answer.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops taking new uploads (they get 503).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server has stopped taking new uploads.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// A request's id, in its extensions and in the `x-request-id` response header.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The upload slot a request holds while it is served (released when the request's
+/// extensions are dropped, after the response is built).
+#[derive(Clone)]
+pub struct Slot {
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// Holds `permit` for the request.
+    pub(crate) fn new(permit: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            _permit: Arc::new(permit),
+        }
+    }
+}
