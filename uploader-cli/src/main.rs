@@ -11,10 +11,11 @@ mod args;
 mod output;
 mod resolve;
 
-use args::{CheckArgs, CleanupArgs, Cli, Command, UploadArgs};
+use args::{CheckArgs, CleanupArgs, Cli, Command, ConnectionArgs, ServeArgs, UploadArgs};
 use output::Output;
 use resolve::{CleanupPlan, S3Target, UploadPlan};
-use uploader_server::connect::Connection;
+use uploader_core::connect::{ConnectOptions, Connection};
+use uploader_server::ServerConfig;
 
 /// Exit statuses (documented in `--help`).
 mod exit {
@@ -44,10 +45,7 @@ fn main() -> ExitCode {
             Command::Upload(a) => upload(out, a).await,
             Command::Check(a) => check(out, a).await,
             Command::Cleanup(a) => cleanup(out, a).await,
-            Command::Serve(a) => uploader_server::serve::run(a)
-                .await
-                .map(|()| exit::OK)
-                .map_err(usage),
+            Command::Serve(a) => serve(a).await,
         }
     });
     match result {
@@ -79,27 +77,40 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
+/// Opens the store for `bucket` (starting the embedded endpoint when asked).
+async fn connect(args: &ConnectionArgs, bucket: &str) -> Result<Connection, Fatal> {
+    Connection::open(&ConnectOptions::from(args), bucket)
+        .await
+        .map_err(usage)
+}
+
+async fn serve(args: &ServeArgs) -> Result<u8, Fatal> {
+    let config = ServerConfig::try_from(args).map_err(usage)?;
+    uploader_server::serve::run(config)
+        .await
+        .map(|()| exit::OK)
+        .map_err(usage)
+}
+
 async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     let mut plan = UploadPlan::try_from(args).map_err(usage)?;
-    let conn = Connection::open(&args.connection, &plan.target.bucket)
-        .await
-        .map_err(usage)?;
+    let conn = connect(&args.connection, &plan.target.bucket).await?;
+    let store = conn.store();
     if !plan.config.dry_run {
         // Fail fast: credentials and bucket are checked before the first byte.
-        validate::check(&conn.store, &plan.target.prefix, false)
+        validate::check(store, &plan.target.prefix, false)
             .await
             .map_err(usage)?;
         if plan.detect_checksum {
-            plan.config.checksum =
-                validate::detect_checksum(conn.store.as_ref(), &plan.target.prefix)
-                    .await
-                    .context("probing which checksum the endpoint verifies")
-                    .map_err(usage)?;
+            plan.config.checksum = validate::detect_checksum(store.as_ref(), &plan.target.prefix)
+                .await
+                .context("probing which checksum the endpoint verifies")
+                .map_err(usage)?;
             tracing::info!(checksum = %plan.config.checksum, "checksum chosen by probing the endpoint");
         }
     }
     let uploader = uploader_core::Uploader::builder()
-        .with_store(Arc::clone(&conn.store) as _)
+        .with_store(Arc::clone(store) as _)
         .with_config(plan.config)
         .build()
         .map_err(usage)?;
@@ -130,10 +141,8 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
 
 async fn check(out: Output, args: &CheckArgs) -> Result<u8, Fatal> {
     let target = S3Target::parse(&args.target).map_err(usage)?;
-    let conn = Connection::open(&args.connection, &target.bucket)
-        .await
-        .map_err(usage)?;
-    let report = validate::check(&conn.store, &target.prefix, args.write_probe)
+    let conn = connect(&args.connection, &target.bucket).await?;
+    let report = validate::check(conn.store(), &target.prefix, args.write_probe)
         .await
         .context("check failed")
         .map_err(usage)?;
@@ -161,11 +170,9 @@ async fn check(out: Output, args: &CheckArgs) -> Result<u8, Fatal> {
 
 async fn cleanup(out: Output, args: &CleanupArgs) -> Result<u8, Fatal> {
     let plan = CleanupPlan::try_from(args).map_err(usage)?;
-    let conn = Connection::open(&args.connection, &plan.target.bucket)
-        .await
-        .map_err(usage)?;
+    let conn = connect(&args.connection, &plan.target.bucket).await?;
     let entries = uploader_core::cleanup::cleanup(
-        conn.store.as_ref(),
+        conn.store().as_ref(),
         plan.target.prefix.as_str(),
         plan.older_than,
         args.dry_run,

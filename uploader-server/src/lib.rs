@@ -1,10 +1,11 @@
 //! `uploader-server`: the HTTP batch daemon (`uploader serve`), a thin front-end over
 //! `uploader-core`: it parses requests, calls the core pipeline, and renders per-file results.
+//! It takes its settings as a plain [`ServerConfig`]; the command line that fills it belongs to
+//! the `uploader` binary.
 
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod connect;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -12,4 +13,4 @@ pub mod serve;
 pub mod upload;
 
 pub use app::{AppState, app};
-pub use config::{Limits, ServeArgs, ServerConfig};
+pub use config::{Limits, ServerConfig, ServerConfigError};
