@@ -609,6 +609,69 @@ fn the_readme_main_job_uploads_the_docs() {
     assert!(stdout.contains(&format!("{n} files uploaded")), "{stdout}");
 }
 
+/// A source named on the command line that does not exist, or cannot be read, makes the
+/// command wrong: exit 2 naming the path, before anything is uploaded, even though the other
+/// sources are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_unreadable_source_exits_2_and_nothing_is_stored() {
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let good = write(src.path(), "good.txt", b"fine\n");
+    write(src.path(), "tree/inner.txt", b"also fine\n");
+    let missing = src.path().join("no-such-file.txt");
+    // A path through a file: the error is not "not found" but "not a directory".
+    let through_a_file = good.join("child.txt");
+    for (bad, needle) in [
+        (
+            &missing,
+            format!("source {} does not exist", missing.display()),
+        ),
+        (
+            &through_a_file,
+            format!("cannot read the source {}", through_a_file.display()),
+        ),
+    ] {
+        for json in [false, true] {
+            let mut c = uploader(home.path());
+            c.arg("upload")
+                .arg(&good)
+                .arg(src.path().join("tree"))
+                .arg(bad)
+                .arg("s3://e2e-bucket/srcs/")
+                .arg("--embedded-s3")
+                .arg(store_dir.path());
+            if json {
+                c.arg("--json");
+            }
+            let out = run_async(c).await;
+            assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(&needle), "{needle:?} in {err}");
+            assert!(out.stdout.is_empty(), "{}", describe(&out));
+        }
+    }
+    // Nothing reached the store: not the good file, not the tree.
+    let (_server, store) = read_back(store_dir.path(), "e2e-bucket").await;
+    for key in ["srcs/good.txt", "srcs/inner.txt"] {
+        assert!(store.head(key).await.unwrap().is_none(), "{key} was stored");
+    }
+    // The same sources without the bad one upload.
+    drop(_server);
+    let out = run_async({
+        let mut c = uploader(home.path());
+        c.arg("upload")
+            .arg(&good)
+            .arg(src.path().join("tree"))
+            .arg("s3://e2e-bucket/srcs/")
+            .arg("--embedded-s3")
+            .arg(store_dir.path());
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
 /// The tuning settings are one layer for `upload` and `serve`: a flag wins over its
 /// `UPLOADER_*` variable, which wins over the default.
 #[test]

@@ -2,7 +2,7 @@
 //! is refused here, before anything is uploaded. clap has already applied the precedence
 //! (flag, then environment variable, then default); this layer only converts and validates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use uploader_core::config::{parse_duration, parse_size};
@@ -62,6 +62,9 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             if s.starts_with("s3://") {
                 bail!("only local sources can be uploaded; {s:?} is an S3 URL");
             }
+        }
+        for s in srcs {
+            check_source(Path::new(s))?;
         }
         let sources = match &a.files_from {
             None => srcs
@@ -140,6 +143,28 @@ impl TryFrom<&CleanupArgs> for CleanupPlan {
             older_than: parse_duration(&a.older_than).context("--older-than")?,
         })
     }
+}
+
+/// A source named on the command line must exist and be readable: otherwise the command is
+/// wrong, not one file of it (exit 2, nothing uploaded). Files and directories are opened;
+/// anything else (a symbolic link, a FIFO) is left to the walk, which never opens them.
+fn check_source(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("source {shown} does not exist")
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read the source {shown}")),
+    };
+    let opened = if meta.is_dir() {
+        std::fs::read_dir(path).map(drop)
+    } else if meta.is_file() {
+        std::fs::File::open(path).map(drop)
+    } else {
+        Ok(())
+    };
+    opened.with_context(|| format!("cannot read the source {shown}"))
 }
 
 /// The tuning flags of `upload` and `serve`, resolved: the one place they become an
