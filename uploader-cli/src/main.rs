@@ -9,6 +9,7 @@ use uploader_core::validate;
 
 mod args;
 mod output;
+mod progress;
 mod resolve;
 
 use args::{CheckArgs, CleanupArgs, Cli, Command, ConnectionArgs, ServeArgs, UploadArgs};
@@ -114,9 +115,22 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
         .with_config(plan.config)
         .build()
         .map_err(usage)?;
-    let mut job = uploader.upload_sources(plan.sources, &plan.target.prefix, plan.walk);
+    // The walk feeds the job through a counting relay, so the progress bar learns when the
+    // totals are complete (`Uploader::upload_sources` without the relay).
+    let (walk_tx, walk_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
+    let (job_tx, job_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
+    let (walked_tx, walked_rx) = tokio::sync::oneshot::channel();
+    let mut job = uploader.upload_inputs(job_rx);
+    uploader_core::walk::spawn_walk(
+        plan.sources,
+        plan.target.prefix.clone(),
+        plan.walk,
+        walk_tx,
+        job.cancel_token(),
+    );
+    tokio::spawn(progress::relay_counting(walk_rx, job_tx, walked_tx));
     let events = job.events().expect("events are taken once");
-    let renderer = tokio::spawn(output::render_events(out, events));
+    let renderer = tokio::spawn(output::render_events(out, events, walked_rx));
     let cancel = job.cancel_token();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
