@@ -115,11 +115,16 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
         .with_config(plan.config)
         .build()
         .map_err(usage)?;
-    // The walk feeds the job through a counting relay, so the progress bar learns when the
-    // totals are complete (`Uploader::upload_sources` without the relay).
+    // The walk feeds the job through a counting relay, so the progress bar learns the totals
+    // when the walk ends (`Uploader::upload_sources` without the relay).
+    let ahead = if out.progress {
+        progress::WALK_AHEAD
+    } else {
+        progress::RELAY_QUEUE
+    };
     let (walk_tx, walk_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
-    let (job_tx, job_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
-    let (walked_tx, walked_rx) = tokio::sync::oneshot::channel();
+    // The relay counts as it forwards: the room ahead is on the job's side.
+    let (job_tx, job_rx) = tokio::sync::mpsc::channel(ahead);
     let mut job = uploader.upload_inputs(job_rx);
     uploader_core::walk::spawn_walk(
         plan.sources,
@@ -128,9 +133,9 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
         walk_tx,
         job.cancel_token(),
     );
-    tokio::spawn(progress::relay_counting(walk_rx, job_tx, walked_tx));
+    let walked = tokio::task::spawn_blocking(move || progress::relay_counting(walk_rx, job_tx));
     let events = job.events().expect("events are taken once");
-    let renderer = tokio::spawn(output::render_events(out, events, walked_rx));
+    let renderer = tokio::spawn(output::render_events(out, events, walked));
     let cancel = job.cancel_token();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);

@@ -81,11 +81,11 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// Consumes a job's events: progress bar on stderr, one line per finished file on stdout.
-/// `walked` says how many inputs the walk produced, once it has ended (see `progress`).
+/// `walked` ends with what the walk found (see `progress`).
 pub async fn render_events(
     out: Output,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    mut walked: tokio::sync::oneshot::Receiver<usize>,
+    mut walked: tokio::task::JoinHandle<Option<progress::Walked>>,
 ) {
     let bar = out.progress.then(|| {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -95,13 +95,16 @@ pub async fn render_events(
     });
     let mut tally = Tally::default();
     let mut walking = true;
-    let mut shown_known = false;
     loop {
         let ev = tokio::select! {
-            n = &mut walked, if walking => {
+            w = &mut walked, if walking => {
                 walking = false;
-                if let Ok(n) = n {
-                    tally.walked(n);
+                if let Ok(Some(w)) = w {
+                    tally.walked(w);
+                    if let Some(b) = &bar {
+                        b.set_style(style(true));
+                        b.set_length(w.bytes);
+                    }
                 }
                 None
             }
@@ -113,7 +116,7 @@ pub async fn render_events(
         match ev {
             Some(Event::Queued { index, size }) => {
                 tally.queued(index);
-                if let Some(b) = &bar {
+                if let Some(b) = bar.as_ref().filter(|_| tally.totals().is_none()) {
                     b.inc_length(size);
                 }
             }
@@ -129,10 +132,6 @@ pub async fn render_events(
             _ => {}
         }
         if let Some(b) = &bar {
-            if tally.totals_known() != shown_known {
-                shown_known = tally.totals_known();
-                b.set_style(style(shown_known));
-            }
             b.set_message(tally.message());
         }
     }
