@@ -608,3 +608,165 @@ fn the_readme_main_job_uploads_the_docs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{n} files uploaded")), "{stdout}");
 }
+
+/// A source named on the command line that does not exist, or cannot be read, makes the
+/// command wrong: exit 2 naming the path, before anything is uploaded, even though the other
+/// sources are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_unreadable_source_exits_2_and_nothing_is_stored() {
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let good = write(src.path(), "good.txt", b"fine\n");
+    write(src.path(), "tree/inner.txt", b"also fine\n");
+    let missing = src.path().join("no-such-file.txt");
+    // A path through a file: the error is not "not found" but "not a directory".
+    let through_a_file = good.join("child.txt");
+    for (bad, needle) in [
+        (
+            &missing,
+            format!("source {} does not exist", missing.display()),
+        ),
+        (
+            &through_a_file,
+            format!("cannot read the source {}", through_a_file.display()),
+        ),
+    ] {
+        for json in [false, true] {
+            let mut c = uploader(home.path());
+            c.arg("upload")
+                .arg(&good)
+                .arg(src.path().join("tree"))
+                .arg(bad)
+                .arg("s3://e2e-bucket/srcs/")
+                .arg("--embedded-s3")
+                .arg(store_dir.path());
+            if json {
+                c.arg("--json");
+            }
+            let out = run_async(c).await;
+            assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(&needle), "{needle:?} in {err}");
+            assert!(out.stdout.is_empty(), "{}", describe(&out));
+        }
+    }
+    // Nothing reached the store: not the good file, not the tree.
+    let (_server, store) = read_back(store_dir.path(), "e2e-bucket").await;
+    for key in ["srcs/good.txt", "srcs/inner.txt"] {
+        assert!(store.head(key).await.unwrap().is_none(), "{key} was stored");
+    }
+    // The same sources without the bad one upload.
+    drop(_server);
+    let out = run_async({
+        let mut c = uploader(home.path());
+        c.arg("upload")
+            .arg(&good)
+            .arg(src.path().join("tree"))
+            .arg("s3://e2e-bucket/srcs/")
+            .arg("--embedded-s3")
+            .arg(store_dir.path());
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+/// The tuning settings are one layer for `upload` and `serve`: a flag wins over its
+/// `UPLOADER_*` variable, which wins over the default.
+#[test]
+fn tuning_comes_from_the_flag_then_the_environment_then_the_default() {
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    write(src.path(), "blob.bin", &data(4096, 7));
+    let upload = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut c = uploader(home.path());
+        c.args(["upload", "--dry-run", "--json"])
+            .arg(src.path())
+            .arg("s3://e2e-bucket/tuning/")
+            .arg("--embedded-s3")
+            .arg(store_dir.path())
+            .args(flags)
+            .envs(env.iter().copied());
+        run(&mut c)
+    };
+    // Default: binary content is not allowed (exit 1, mime_not_allowed).
+    let out = upload(&[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(json_lines(&out)[0]["error"]["code"], "mime_not_allowed");
+    // The environment allows it (a comma-separated list, like the daemon's).
+    let out = upload(
+        &[("UPLOADER_ALLOW_MIME", "text/x-nothing,application/*")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // A bad value in the environment is a usage error naming the setting...
+    let allow = ("UPLOADER_ALLOW_MIME", "application/octet-stream");
+    let out = upload(&[allow, ("UPLOADER_PART_SIZE", "1MiB")], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("part size"));
+    let out = upload(&[allow, ("UPLOADER_CONCURRENCY", "0")], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // ...and the flag wins over it.
+    let out = upload(
+        &[
+            allow,
+            ("UPLOADER_PART_SIZE", "1MiB"),
+            ("UPLOADER_CONCURRENCY", "0"),
+        ],
+        &["--part-size", "8MiB", "-c", "4"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // `serve` reads the same variables; its settings are refused before it listens.
+    let serve = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut c = uploader(home.path());
+        c.args(["serve", "--embedded-s3"])
+            .arg(store_dir.path())
+            .args(flags)
+            .envs(env.iter().copied());
+        run(&mut c)
+    };
+    let out = serve(
+        &[
+            ("UPLOADER_BUCKET", "e2e-bucket"),
+            ("UPLOADER_CONCURRENCY", "0"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("concurrency"));
+    // The flag wins over UPLOADER_CONCURRENCY, so the next check speaks: a public address
+    // from UPLOADER_LISTEN without tokens.
+    let out = serve(
+        &[
+            ("UPLOADER_BUCKET", "e2e-bucket"),
+            ("UPLOADER_CONCURRENCY", "0"),
+            ("UPLOADER_LISTEN", "0.0.0.0:0"),
+        ],
+        &["--concurrency", "8"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve 0.0.0.0:0 without authentication"),
+        "{err}"
+    );
+    // The daemon's own --max-buffer default (512MiB) is what too many uploads run out of.
+    let out = serve(
+        &[("UPLOADER_BUCKET", "e2e-bucket")],
+        &["--max-concurrent-uploads", "600"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--max-buffer must be at least 624 MiB for 600 concurrent uploads"),
+        "{err}"
+    );
+    // Nothing was stored by any of these runs.
+    let stored = std::fs::read_dir(store_dir.path().join("e2e-bucket"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0);
+}

@@ -1,7 +1,18 @@
 //! Command-line arguments. Plain data: no logic here (resolution is in `resolve.rs`).
+//!
+//! Defaults are core's (and the daemon's) named consts; environment variable names are the
+//! consts of `uploader_core::env`. Precedence: flag, then environment variable, then default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-pub use uploader_server::connect::ConnectionArgs;
+use uploader_core::config::{
+    DEFAULT_CHECKSUM_CHOICE, DEFAULT_CONCURRENCY, DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, DEFAULT_RETRIES, format_duration, format_size,
+};
+use uploader_core::env;
+use uploader_server::config as server;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -45,7 +56,7 @@ pub enum Command {
     /// List and abort multipart uploads left behind under s3://bucket/prefix.
     Cleanup(CleanupArgs),
     /// Run the HTTP batch upload daemon (POST /v1/uploads).
-    Serve(Box<uploader_server::ServeArgs>),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -81,45 +92,8 @@ pub struct UploadArgs {
     #[arg(long, value_name = "FILE", help_heading = "Selection")]
     pub files_from: Option<String>,
 
-    /// Requests in flight, shared by small files and parts.
-    #[arg(long, short = 'c', default_value_t = uploader_core::config::DEFAULT_CONCURRENCY, help_heading = "Tuning")]
-    pub concurrency: usize,
-    /// Multipart part size (5MiB..5GiB), e.g. 8MiB, 16M.
-    #[arg(
-        long,
-        value_name = "SIZE",
-        default_value = "8MiB",
-        help_heading = "Tuning"
-    )]
-    pub part_size: String,
-    /// Files of this size or more go multipart, e.g. 16MiB.
-    #[arg(
-        long,
-        value_name = "SIZE",
-        default_value = "16MiB",
-        help_heading = "Tuning"
-    )]
-    pub multipart_threshold: String,
-    /// Memory for file data being sent, e.g. 96MiB: bodies up to a quarter of it are read once
-    /// and sent from memory, larger ones stream from disk.
-    #[arg(
-        long,
-        value_name = "SIZE",
-        default_value = "96MiB",
-        help_heading = "Tuning"
-    )]
-    pub max_buffer: String,
-    /// Retries per request after the first attempt.
-    #[arg(long, value_name = "N", default_value_t = 4, help_heading = "Tuning")]
-    pub retries: u32,
-    /// Checksum sent with every request and verified by the server: crc32c or md5.
-    #[arg(
-        long,
-        value_name = "ALG",
-        default_value = "crc32c",
-        help_heading = "Tuning"
-    )]
-    pub checksum: String,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 
     /// Show what would be uploaded where; upload nothing.
     #[arg(long, help_heading = "Behaviour")]
@@ -130,13 +104,6 @@ pub struct UploadArgs {
     /// Stop starting new files after the first failure.
     #[arg(long, help_heading = "Behaviour")]
     pub fail_fast: bool,
-    /// Also upload content sniffed as TYPE (exact, or type/*; repeatable). The default
-    /// allowlist is safe passive content: images, PDF, text, CSV, JSON, archives, Office.
-    #[arg(long, value_name = "TYPE", help_heading = "Content types")]
-    pub allow_mime: Vec<String>,
-    /// Never upload content sniffed as TYPE (exact, or type/*; repeatable). Wins over allows.
-    #[arg(long, value_name = "TYPE", help_heading = "Content types")]
-    pub deny_mime: Vec<String>,
     /// Store this Content-Type instead of the detected one (must itself be allowed).
     #[arg(long, value_name = "TYPE", help_heading = "Content types")]
     pub content_type: Option<String>,
@@ -177,6 +144,239 @@ pub struct CleanupArgs {
     /// List what would be aborted; abort nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// Upload tuning, the same flags for `upload` and `serve`; each is also an `UPLOADER_*`
+/// environment variable. Resolved into `UploadConfig` in one place (`resolve::Tuning`).
+#[derive(Debug, Args, Clone)]
+pub struct TuningArgs {
+    /// S3 requests in flight, shared by small files and parts (in the daemon: by every HTTP
+    /// request).
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "N",
+        env = env::UPLOADER_CONCURRENCY,
+        default_value_t = DEFAULT_CONCURRENCY,
+        help_heading = "Tuning"
+    )]
+    pub concurrency: usize,
+    /// Multipart part size (5MiB..5GiB), e.g. 8MiB, 16M.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = env::UPLOADER_PART_SIZE,
+        default_value_t = format_size(DEFAULT_PART_SIZE),
+        help_heading = "Tuning"
+    )]
+    pub part_size: String,
+    /// Files of this size or more go multipart, e.g. 16MiB.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = env::UPLOADER_MULTIPART_THRESHOLD,
+        default_value_t = format_size(DEFAULT_MULTIPART_THRESHOLD),
+        help_heading = "Tuning"
+    )]
+    pub multipart_threshold: String,
+    /// Memory for file data being sent, e.g. 96MiB: bodies up to a quarter of it are read once
+    /// and sent from memory, larger ones stream from disk.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = env::UPLOADER_MAX_BUFFER,
+        default_value_t = format_size(DEFAULT_MAX_BUFFER_BYTES),
+        help_heading = "Tuning"
+    )]
+    pub max_buffer: String,
+    /// Retries per request after the first attempt.
+    #[arg(
+        long,
+        value_name = "N",
+        env = env::UPLOADER_RETRIES,
+        default_value_t = DEFAULT_RETRIES,
+        help_heading = "Tuning"
+    )]
+    pub retries: u32,
+    /// Checksum sent with every request and verified by the server: auto (probe the endpoint
+    /// once), crc32c or md5.
+    #[arg(
+        long,
+        value_name = "ALG",
+        env = env::UPLOADER_CHECKSUM,
+        default_value = DEFAULT_CHECKSUM_CHOICE,
+        help_heading = "Tuning"
+    )]
+    pub checksum: String,
+    /// Also upload content sniffed as TYPE (exact, or type/*; repeatable or comma-separated).
+    /// The default allowlist is safe passive content: images, PDF, text, CSV, JSON, archives,
+    /// Office.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        env = env::UPLOADER_ALLOW_MIME,
+        value_delimiter = ',',
+        help_heading = "Content types"
+    )]
+    pub allow_mime: Vec<String>,
+    /// Never upload content sniffed as TYPE (exact, or type/*; repeatable or comma-separated).
+    /// Wins over allows.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        env = env::UPLOADER_DENY_MIME,
+        value_delimiter = ',',
+        help_heading = "Content types"
+    )]
+    pub deny_mime: Vec<String>,
+}
+
+/// How to reach S3; follows the AWS CLI's names and environment variables.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConnectionArgs {
+    /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS).
+    #[arg(long, value_name = "URL", help_heading = "S3 connection")]
+    pub endpoint_url: Option<String>,
+    /// Region (default: AWS_REGION, the profile, then us-east-1).
+    #[arg(long, help_heading = "S3 connection")]
+    pub region: Option<String>,
+    /// Shared-config profile (default: AWS_PROFILE).
+    #[arg(long, help_heading = "S3 connection")]
+    pub profile: Option<String>,
+    /// Path-style addressing (default: on for custom endpoints).
+    #[arg(long, help_heading = "S3 connection")]
+    pub force_path_style: bool,
+    /// Allow a plain-HTTP endpoint on a non-loopback host (credentials and data unencrypted).
+    #[arg(long, env = env::UPLOADER_ALLOW_HTTP, help_heading = "S3 connection")]
+    pub allow_http: bool,
+    /// Run an S3-compatible endpoint inside this process over DIR and use it (the bucket is
+    /// created as a directory under DIR). For trying the tool and for tests.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = env::UPLOADER_EMBEDDED_S3,
+        help_heading = "S3 connection"
+    )]
+    pub embedded_s3: Option<PathBuf>,
+}
+
+/// Flags of `uploader serve`, each also an `UPLOADER_*` environment variable.
+#[derive(Debug, Args, Clone)]
+// The daemon holds request data of every HTTP request at once: its own default and meaning.
+#[command(mut_arg("max_buffer", |a| a
+    .default_value(format_size(server::DEFAULT_MAX_BUFFER_BYTES))
+    .help("Memory for request data in flight, shared by every HTTP request, e.g. 512MiB")))]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = env::UPLOADER_LISTEN,
+        default_value_t = server::DEFAULT_LISTEN,
+        help_heading = "Server"
+    )]
+    pub listen: SocketAddr,
+    /// Bucket that receives the uploads.
+    #[arg(long, env = env::UPLOADER_BUCKET, help_heading = "Server")]
+    pub bucket: String,
+    /// Key prefix under which every upload is stored (clients' `prefix` goes below it).
+    #[arg(
+        long,
+        env = env::UPLOADER_ROOT_PREFIX,
+        default_value = "",
+        help_heading = "Server"
+    )]
+    pub root_prefix: String,
+    /// TLS certificate chain (PEM); serves HTTPS together with --tls-key.
+    #[arg(
+        long,
+        env = env::UPLOADER_TLS_CERT,
+        requires = "tls_key",
+        help_heading = "Server"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(
+        long,
+        env = env::UPLOADER_TLS_KEY,
+        requires = "tls_cert",
+        help_heading = "Server"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Time in-flight requests get to finish after SIGTERM before their uploads are aborted.
+    #[arg(
+        long,
+        env = env::UPLOADER_SHUTDOWN_GRACE,
+        default_value_t = format_duration(server::DEFAULT_SHUTDOWN_GRACE),
+        help_heading = "Server"
+    )]
+    pub shutdown_grace: String,
+
+    /// File of bearer tokens, one per line (several for rotation).
+    #[arg(long, env = env::UPLOADER_TOKEN_FILE, help_heading = "Authentication")]
+    pub token_file: Option<PathBuf>,
+    /// Bearer tokens, comma-separated (prefer --token-file: environments leak).
+    #[arg(
+        long,
+        env = env::UPLOADER_TOKENS,
+        hide_env_values = true,
+        help_heading = "Authentication"
+    )]
+    pub tokens: Option<String>,
+    /// Serve without authentication (required to run without tokens on a non-loopback address).
+    #[arg(long, env = env::UPLOADER_NO_AUTH, help_heading = "Authentication")]
+    pub no_auth: bool,
+
+    /// Largest accepted file.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = env::UPLOADER_MAX_FILE_SIZE,
+        default_value_t = format_size(server::DEFAULT_MAX_FILE_SIZE),
+        help_heading = "Limits"
+    )]
+    pub max_file_size: String,
+    /// Largest accepted request body.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = env::UPLOADER_MAX_REQUEST_SIZE,
+        default_value_t = format_size(server::DEFAULT_MAX_REQUEST_SIZE),
+        help_heading = "Limits"
+    )]
+    pub max_request_size: String,
+    /// Most file parts in one request.
+    #[arg(
+        long,
+        value_name = "N",
+        env = env::UPLOADER_MAX_FILES,
+        default_value_t = server::DEFAULT_MAX_FILES,
+        help_heading = "Limits"
+    )]
+    pub max_files: usize,
+    /// A request body that sends nothing for this long is cut off.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = env::UPLOADER_BODY_IDLE_TIMEOUT,
+        default_value_t = format_duration(server::DEFAULT_BODY_IDLE_TIMEOUT),
+        help_heading = "Limits"
+    )]
+    pub body_idle_timeout: String,
+    /// Upload requests served at once; more get 503 with Retry-After.
+    #[arg(
+        long,
+        value_name = "N",
+        env = env::UPLOADER_MAX_CONCURRENT_UPLOADS,
+        default_value_t = server::DEFAULT_MAX_CONCURRENT_UPLOADS,
+        help_heading = "Limits"
+    )]
+    pub max_concurrent_uploads: usize,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }

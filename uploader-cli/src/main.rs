@@ -9,12 +9,14 @@ use uploader_core::validate;
 
 mod args;
 mod output;
+mod progress;
 mod resolve;
 
-use args::{CheckArgs, CleanupArgs, Cli, Command, UploadArgs};
+use args::{CheckArgs, CleanupArgs, Cli, Command, ConnectionArgs, ServeArgs, UploadArgs};
 use output::Output;
 use resolve::{CleanupPlan, S3Target, UploadPlan};
-use uploader_server::connect::Connection;
+use uploader_core::connect::{ConnectOptions, Connection};
+use uploader_server::ServerConfig;
 
 /// Exit statuses (documented in `--help`).
 mod exit {
@@ -44,10 +46,7 @@ fn main() -> ExitCode {
             Command::Upload(a) => upload(out, a).await,
             Command::Check(a) => check(out, a).await,
             Command::Cleanup(a) => cleanup(out, a).await,
-            Command::Serve(a) => uploader_server::serve::run(a)
-                .await
-                .map(|()| exit::OK)
-                .map_err(usage),
+            Command::Serve(a) => serve(a).await,
         }
     });
     match result {
@@ -79,33 +78,64 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
+/// Opens the store for `bucket` (starting the embedded endpoint when asked).
+async fn connect(args: &ConnectionArgs, bucket: &str) -> Result<Connection, Fatal> {
+    Connection::open(&ConnectOptions::from(args), bucket)
+        .await
+        .map_err(usage)
+}
+
+async fn serve(args: &ServeArgs) -> Result<u8, Fatal> {
+    let config = ServerConfig::try_from(args).map_err(usage)?;
+    uploader_server::serve::run(config)
+        .await
+        .map(|()| exit::OK)
+        .map_err(usage)
+}
+
 async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     let mut plan = UploadPlan::try_from(args).map_err(usage)?;
-    let conn = Connection::open(&args.connection, &plan.target.bucket)
-        .await
-        .map_err(usage)?;
+    let conn = connect(&args.connection, &plan.target.bucket).await?;
+    let store = conn.store();
     if !plan.config.dry_run {
         // Fail fast: credentials and bucket are checked before the first byte.
-        validate::check(&conn.store, &plan.target.prefix, false)
+        validate::check(store, &plan.target.prefix, false)
             .await
             .map_err(usage)?;
         if plan.detect_checksum {
-            plan.config.checksum =
-                validate::detect_checksum(conn.store.as_ref(), &plan.target.prefix)
-                    .await
-                    .context("probing which checksum the endpoint verifies")
-                    .map_err(usage)?;
+            plan.config.checksum = validate::detect_checksum(store.as_ref(), &plan.target.prefix)
+                .await
+                .context("probing which checksum the endpoint verifies")
+                .map_err(usage)?;
             tracing::info!(checksum = %plan.config.checksum, "checksum chosen by probing the endpoint");
         }
     }
     let uploader = uploader_core::Uploader::builder()
-        .with_store(Arc::clone(&conn.store) as _)
+        .with_store(Arc::clone(store) as _)
         .with_config(plan.config)
         .build()
         .map_err(usage)?;
-    let mut job = uploader.upload_sources(plan.sources, &plan.target.prefix, plan.walk);
+    // The walk feeds the job through a counting relay, so the progress bar learns the totals
+    // when the walk ends (`Uploader::upload_sources` without the relay).
+    let ahead = if out.progress {
+        progress::WALK_AHEAD
+    } else {
+        progress::RELAY_QUEUE
+    };
+    let (walk_tx, walk_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
+    // The relay counts as it forwards: the room ahead is on the job's side.
+    let (job_tx, job_rx) = tokio::sync::mpsc::channel(ahead);
+    let mut job = uploader.upload_inputs(job_rx);
+    uploader_core::walk::spawn_walk(
+        plan.sources,
+        plan.target.prefix.clone(),
+        plan.walk,
+        walk_tx,
+        job.cancel_token(),
+    );
+    let walked = tokio::task::spawn_blocking(move || progress::relay_counting(walk_rx, job_tx));
     let events = job.events().expect("events are taken once");
-    let renderer = tokio::spawn(output::render_events(out, events));
+    let renderer = tokio::spawn(output::render_events(out, events, walked));
     let cancel = job.cancel_token();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
@@ -130,10 +160,8 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
 
 async fn check(out: Output, args: &CheckArgs) -> Result<u8, Fatal> {
     let target = S3Target::parse(&args.target).map_err(usage)?;
-    let conn = Connection::open(&args.connection, &target.bucket)
-        .await
-        .map_err(usage)?;
-    let report = validate::check(&conn.store, &target.prefix, args.write_probe)
+    let conn = connect(&args.connection, &target.bucket).await?;
+    let report = validate::check(conn.store(), &target.prefix, args.write_probe)
         .await
         .context("check failed")
         .map_err(usage)?;
@@ -161,11 +189,9 @@ async fn check(out: Output, args: &CheckArgs) -> Result<u8, Fatal> {
 
 async fn cleanup(out: Output, args: &CleanupArgs) -> Result<u8, Fatal> {
     let plan = CleanupPlan::try_from(args).map_err(usage)?;
-    let conn = Connection::open(&args.connection, &plan.target.bucket)
-        .await
-        .map_err(usage)?;
+    let conn = connect(&args.connection, &plan.target.bucket).await?;
     let entries = uploader_core::cleanup::cleanup(
-        conn.store.as_ref(),
+        conn.store().as_ref(),
         plan.target.prefix.as_str(),
         plan.older_than,
         args.dry_run,

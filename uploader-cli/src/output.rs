@@ -8,6 +8,7 @@ use serde::Serialize;
 use uploader_core::{Event, FileOutcome, FileReport, Report};
 
 use crate::args::OutputArgs;
+use crate::progress::{self, Tally};
 
 /// How results are shown.
 #[derive(Debug, Clone, Copy)]
@@ -80,61 +81,83 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// Consumes a job's events: progress bar on stderr, one line per finished file on stdout.
-pub async fn render_events(out: Output, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) {
-    let bar = if out.progress {
+/// `walked` ends with what the walk found (see `progress`).
+pub async fn render_events(
+    out: Output,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut walked: tokio::task::JoinHandle<Option<progress::Walked>>,
+) {
+    let bar = out.progress.then(|| {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-            )
-            .expect("valid template"),
-        );
+        bar.set_style(style(false));
         bar.enable_steady_tick(Duration::from_millis(200));
-        Some(bar)
-    } else {
-        None
-    };
-    let (mut files_done, mut files_known) = (0usize, 0usize);
-    while let Some(ev) = events.recv().await {
+        bar
+    });
+    let mut tally = Tally::default();
+    let mut walking = true;
+    loop {
+        let ev = tokio::select! {
+            w = &mut walked, if walking => {
+                walking = false;
+                if let Ok(Some(w)) = w {
+                    tally.walked(w);
+                    if let Some(b) = &bar {
+                        b.set_style(style(true));
+                        b.set_length(w.bytes);
+                    }
+                }
+                None
+            }
+            ev = events.recv() => match ev {
+                Some(ev) => Some(ev),
+                None => break,
+            },
+        };
         match ev {
-            Event::Queued { size, .. } => {
-                files_known += 1;
-                if let Some(b) = &bar {
+            Some(Event::Queued { index, size }) => {
+                tally.queued(index);
+                if let Some(b) = bar.as_ref().filter(|_| tally.totals().is_none()) {
                     b.inc_length(size);
-                    b.set_message(format!("{files_done}/{files_known} files"));
                 }
             }
-            Event::Progress { bytes, .. } => {
+            Some(Event::Progress { bytes, .. }) => {
                 if let Some(b) = &bar {
                     b.inc(bytes);
                 }
             }
-            Event::Finished(file) => {
-                files_done += 1;
-                if let Some(b) = &bar {
-                    b.set_message(format!("{files_done}/{files_known} files"));
-                }
-                if out.json {
-                    out.json_line(&FileLine {
-                        r#type: "file",
-                        file: &file,
-                    });
-                } else if !out.quiet {
-                    let line = file_line(&file);
-                    match &bar {
-                        Some(b) if !matches!(file.outcome, FileOutcome::Uploaded { .. }) => {
-                            b.println(line)
-                        }
-                        Some(_) => {}
-                        None => println!("{line}"),
-                    }
-                }
+            Some(Event::Finished(file)) => {
+                tally.finished(file.index);
+                print_file(out, bar.as_ref(), &file);
             }
             _ => {}
+        }
+        if let Some(b) = &bar {
+            b.set_message(tally.message());
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+}
+
+fn style(totals_known: bool) -> ProgressStyle {
+    ProgressStyle::with_template(progress::template(totals_known)).expect("valid template")
+}
+
+/// One finished file: a JSON line, or a text line (above the bar, which shows uploads itself).
+fn print_file(out: Output, bar: Option<&ProgressBar>, file: &FileReport) {
+    if out.json {
+        out.json_line(&FileLine {
+            r#type: "file",
+            file,
+        });
+    } else if !out.quiet {
+        let line = file_line(file);
+        match bar {
+            Some(b) if !matches!(file.outcome, FileOutcome::Uploaded { .. }) => b.println(line),
+            Some(_) => {}
+            None => println!("{line}"),
+        }
     }
 }
 

@@ -1,14 +1,17 @@
 //! Flags + environment → core configuration (ripgrep's LowArgs → HiArgs). Every invalid value
-//! is refused here, before anything is uploaded.
+//! is refused here, before anything is uploaded. clap has already applied the precedence
+//! (flag, then environment variable, then default); this layer only converts and validates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use uploader_core::config::{parse_duration, parse_size};
+use uploader_core::connect::ConnectOptions;
 use uploader_core::walk::glob_filter;
 use uploader_core::{KeyPrefix, MimePolicy, RetryPolicy, Source, UploadConfig, WalkOptions};
+use uploader_server::ServerConfig;
 
-use crate::args::{CleanupArgs, UploadArgs};
+use crate::args::{CleanupArgs, ConnectionArgs, ServeArgs, TuningArgs, UploadArgs};
 
 /// `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
@@ -60,6 +63,9 @@ impl TryFrom<&UploadArgs> for UploadPlan {
                 bail!("only local sources can be uploaded; {s:?} is an S3 URL");
             }
         }
+        for s in srcs {
+            check_source(Path::new(s))?;
+        }
         let sources = match &a.files_from {
             None => srcs
                 .iter()
@@ -98,30 +104,20 @@ impl TryFrom<&UploadArgs> for UploadPlan {
                     .with_context(|| format!("--metadata {kv:?}: expected KEY=VALUE"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let checksum = uploader_core::checksum::parse_choice(&a.checksum).context("--checksum")?;
+        let tuning = Tuning::try_from(&a.tuning)?;
         let config = UploadConfig {
-            concurrency: a.concurrency,
-            part_size: parse_size(&a.part_size).context("--part-size")?,
-            multipart_threshold: parse_size(&a.multipart_threshold)
-                .context("--multipart-threshold")?,
-            max_buffer_bytes: parse_size(&a.max_buffer).context("--max-buffer")?,
-            retry: RetryPolicy {
-                max_attempts: a.retries.saturating_add(1),
-                ..RetryPolicy::default()
-            },
-            checksum: checksum.unwrap_or_default(),
             fail_fast: a.fail_fast,
             no_clobber: a.no_clobber,
             dry_run: a.dry_run,
-            mime: MimePolicy::new(&a.allow_mime, &a.deny_mime)?,
             content_type: a.content_type.clone(),
             metadata,
             storage_class: a.storage_class.clone(),
             sse: a.sse.clone(),
+            ..tuning.config
         };
         config.validate()?;
         Ok(UploadPlan {
-            detect_checksum: checksum.is_none(),
+            detect_checksum: tuning.detect_checksum,
             sources,
             target,
             walk: WalkOptions {
@@ -146,5 +142,115 @@ impl TryFrom<&CleanupArgs> for CleanupPlan {
             target: S3Target::parse(&a.target)?,
             older_than: parse_duration(&a.older_than).context("--older-than")?,
         })
+    }
+}
+
+/// A source named on the command line must exist and be readable: otherwise the command is
+/// wrong, not one file of it (exit 2, nothing uploaded). Files and directories are opened;
+/// anything else (a symbolic link, a FIFO) is left to the walk, which never opens them.
+fn check_source(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("source {shown} does not exist")
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read the source {shown}")),
+    };
+    let opened = if meta.is_dir() {
+        std::fs::read_dir(path).map(drop)
+    } else if meta.is_file() {
+        std::fs::File::open(path).map(drop)
+    } else {
+        Ok(())
+    };
+    opened.with_context(|| format!("cannot read the source {shown}"))
+}
+
+/// The tuning flags of `upload` and `serve`, resolved: the one place they become an
+/// [`UploadConfig`]. The command-specific fields keep their defaults; validation follows once
+/// the command has set them.
+pub struct Tuning {
+    pub config: UploadConfig,
+    /// `--checksum auto`: probe the endpoint before the first upload.
+    pub detect_checksum: bool,
+}
+
+impl TryFrom<&TuningArgs> for Tuning {
+    type Error = anyhow::Error;
+
+    fn try_from(t: &TuningArgs) -> anyhow::Result<Tuning> {
+        let checksum = uploader_core::checksum::parse_choice(&t.checksum).context("--checksum")?;
+        let config = UploadConfig {
+            concurrency: t.concurrency,
+            part_size: parse_size(&t.part_size).context("--part-size")?,
+            multipart_threshold: parse_size(&t.multipart_threshold)
+                .context("--multipart-threshold")?,
+            max_buffer_bytes: parse_size(&t.max_buffer).context("--max-buffer")?,
+            retry: RetryPolicy {
+                max_attempts: t.retries.saturating_add(1),
+                ..RetryPolicy::default()
+            },
+            checksum: checksum.unwrap_or_default(),
+            mime: MimePolicy::new(&t.allow_mime, &t.deny_mime)?,
+            ..UploadConfig::default()
+        };
+        Ok(Tuning {
+            config,
+            detect_checksum: checksum.is_none(),
+        })
+    }
+}
+
+impl From<&ConnectionArgs> for ConnectOptions {
+    fn from(a: &ConnectionArgs) -> ConnectOptions {
+        ConnectOptions {
+            endpoint_url: a.endpoint_url.clone(),
+            region: a.region.clone(),
+            profile: a.profile.clone(),
+            force_path_style: a.force_path_style,
+            allow_http: a.allow_http,
+            embedded_s3: a.embedded_s3.clone(),
+        }
+    }
+}
+
+impl TryFrom<&ServeArgs> for ServerConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
+        let mut tokens: Vec<String> = Vec::new();
+        if let Some(path) = &a.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            tokens.extend(text.lines().map(str::trim).map(String::from));
+        }
+        if let Some(t) = &a.tokens {
+            tokens.extend(t.split(',').map(str::trim).map(String::from));
+        }
+        tokens.retain(|t| !t.is_empty());
+        let tuning = Tuning::try_from(&a.tuning)?;
+        let config = ServerConfig {
+            listen: a.listen,
+            bucket: a.bucket.clone(),
+            root_prefix: KeyPrefix::new(&a.root_prefix).context("--root-prefix")?,
+            tls: a.tls_cert.clone().zip(a.tls_key.clone()),
+            shutdown_grace: parse_duration(&a.shutdown_grace).context("--shutdown-grace")?,
+            tokens,
+            no_auth: a.no_auth,
+            limits: uploader_server::Limits {
+                max_file_size: parse_size(&a.max_file_size).context("--max-file-size")?,
+                max_request_size: parse_size(&a.max_request_size).context("--max-request-size")?,
+                max_files: a.max_files,
+                body_idle_timeout: parse_duration(&a.body_idle_timeout)
+                    .context("--body-idle-timeout")?,
+                max_concurrent_uploads: a.max_concurrent_uploads,
+            },
+            upload: tuning.config,
+            detect_checksum: tuning.detect_checksum,
+            connect: ConnectOptions::from(&a.connection),
+        };
+        config.validate()?;
+        Ok(config)
     }
 }

@@ -19,6 +19,12 @@ pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * MIB;
 pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 96 * MIB;
 /// Largest accepted concurrency.
 pub const MAX_CONCURRENCY: usize = 1024;
+/// Default retries per request after the first attempt (`RetryPolicy::default()`'s attempts
+/// less one).
+pub const DEFAULT_RETRIES: u32 = crate::retry::DEFAULT_MAX_ATTEMPTS - 1;
+/// Default checksum choice of the front-ends: `auto` probes which checksum the endpoint
+/// verifies (see [`crate::checksum::parse_choice`] and `validate::detect_checksum`).
+pub const DEFAULT_CHECKSUM_CHOICE: &str = "auto";
 
 /// How a job uploads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +173,18 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     n.checked_mul(mult).ok_or_else(err)
 }
 
+/// Formats a size the way [`parse_size`] reads it, in the largest binary unit that divides it
+/// exactly: `8MiB`, `5GiB`, `1536KiB`, `100`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+    for (shift, unit) in UNITS {
+        if bytes != 0 && bytes.trailing_zeros() >= shift {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 /// A duration that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {0:?}: expected a number and a unit s, m, h or d, e.g. 24h")]
@@ -188,6 +206,18 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     secs.map(std::time::Duration::from_secs).ok_or_else(err)
 }
 
+/// Formats a duration the way [`parse_duration`] reads it, in the largest unit that divides it
+/// exactly (`30s`, `24h`, `7d`); sub-second parts are dropped.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    for (unit, name) in [(86_400, "d"), (3600, "h"), (60, "m")] {
+        if secs != 0 && secs.is_multiple_of(unit) {
+            return format!("{}{name}", secs / unit);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -205,6 +235,17 @@ mod tests {
         for bad in ["", "h", "24", "1w", "-1h"] {
             assert!(super::parse_duration(bad).is_err(), "{bad}");
         }
+        for (secs, text) in [
+            (30, "30s"),
+            (0, "0s"),
+            (90, "90s"),
+            (120, "2m"),
+            (86_400, "1d"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(super::format_duration(d), text);
+            assert_eq!(super::parse_duration(text), Ok(d));
+        }
     }
 
     use super::*;
@@ -219,6 +260,22 @@ mod tests {
         assert_eq!(parse_size("5MB"), Ok(5_000_000));
         for bad in ["", "M", "-1M", "1.5G", "8 parsecs", "99999999999999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_format_in_the_largest_exact_unit_and_parse_back() {
+        for (bytes, text) in [
+            (DEFAULT_PART_SIZE, "8MiB"),
+            (DEFAULT_MAX_BUFFER_BYTES, "96MiB"),
+            (5 << 30, "5GiB"),
+            (1536 << 10, "1536KiB"),
+            (100, "100"),
+            (0, "0"),
+            (3 << 40, "3TiB"),
+        ] {
+            assert_eq!(format_size(bytes), text);
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
     }
 

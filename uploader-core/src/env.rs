@@ -1,16 +1,79 @@
-//! Every environment variable the project reads, in one place.
+//! Every environment variable the libraries and binaries read, in one place: the binaries take
+//! their names from here (clap `env` attributes included), and `docs/CONFIGURATION.md` lists
+//! them.
+//!
+//! Not listed: the AWS SDK's own standard variables (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_CONFIG_FILE`, ...), which only its default
+//! credential and region chains read, and the variables of the test and benchmark scripts
+//! (`SOAK_FILES`, `UPLOADER_BIN`, ...), documented where they are used.
 
 /// Standard AWS: endpoint of every service.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// Standard AWS: endpoint of S3 (wins over [`AWS_ENDPOINT_URL`]).
 pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
-/// Standard AWS: region.
+/// Standard AWS: region (read by the SDK's region chain; named in `--region`'s help).
 pub const AWS_REGION: &str = "AWS_REGION";
-/// Standard AWS: profile.
+/// Standard AWS: profile (read by the SDK; named in `--profile`'s help).
 pub const AWS_PROFILE: &str = "AWS_PROFILE";
-/// Log filter of the binaries (`tracing_subscriber` syntax), e.g. `uploader_core=debug`.
-pub const UPLOADER_LOG: &str = "UPLOADER_LOG";
-/// Allow plain-HTTP endpoints on non-loopback hosts (`1`/`true`).
-pub const UPLOADER_ALLOW_HTTP: &str = "UPLOADER_ALLOW_HTTP";
 /// Disable colours in terminal output (any value).
 pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Log filter of the binaries (`tracing_subscriber` syntax), e.g. `uploader_core=debug`.
+pub const UPLOADER_LOG: &str = "UPLOADER_LOG";
+
+// S3 connection (every command).
+
+/// Allow plain-HTTP endpoints on non-loopback hosts (`--allow-http`; `true`/`false`).
+pub const UPLOADER_ALLOW_HTTP: &str = "UPLOADER_ALLOW_HTTP";
+/// Run the embedded S3 endpoint over this directory (`--embedded-s3`).
+pub const UPLOADER_EMBEDDED_S3: &str = "UPLOADER_EMBEDDED_S3";
+
+// Tuning (`upload` and `serve` alike).
+
+/// Requests in flight (`--concurrency`).
+pub const UPLOADER_CONCURRENCY: &str = "UPLOADER_CONCURRENCY";
+/// Multipart part size (`--part-size`).
+pub const UPLOADER_PART_SIZE: &str = "UPLOADER_PART_SIZE";
+/// Size from which files go multipart (`--multipart-threshold`).
+pub const UPLOADER_MULTIPART_THRESHOLD: &str = "UPLOADER_MULTIPART_THRESHOLD";
+/// Memory for bodies in flight (`--max-buffer`).
+pub const UPLOADER_MAX_BUFFER: &str = "UPLOADER_MAX_BUFFER";
+/// Retries per request after the first attempt (`--retries`).
+pub const UPLOADER_RETRIES: &str = "UPLOADER_RETRIES";
+/// Checksum of every request: `auto`, `crc32c` or `md5` (`--checksum`).
+pub const UPLOADER_CHECKSUM: &str = "UPLOADER_CHECKSUM";
+/// Content types also allowed, comma-separated (`--allow-mime`).
+pub const UPLOADER_ALLOW_MIME: &str = "UPLOADER_ALLOW_MIME";
+/// Content types refused, comma-separated (`--deny-mime`).
+pub const UPLOADER_DENY_MIME: &str = "UPLOADER_DENY_MIME";
+
+// The daemon (`uploader serve`).
+
+/// Address to listen on (`--listen`).
+pub const UPLOADER_LISTEN: &str = "UPLOADER_LISTEN";
+/// Bucket that receives the uploads (`--bucket`).
+pub const UPLOADER_BUCKET: &str = "UPLOADER_BUCKET";
+/// Key prefix of every upload (`--root-prefix`).
+pub const UPLOADER_ROOT_PREFIX: &str = "UPLOADER_ROOT_PREFIX";
+/// TLS certificate chain, PEM (`--tls-cert`).
+pub const UPLOADER_TLS_CERT: &str = "UPLOADER_TLS_CERT";
+/// TLS private key, PEM (`--tls-key`).
+pub const UPLOADER_TLS_KEY: &str = "UPLOADER_TLS_KEY";
+/// Grace period of in-flight requests after SIGTERM (`--shutdown-grace`).
+pub const UPLOADER_SHUTDOWN_GRACE: &str = "UPLOADER_SHUTDOWN_GRACE";
+/// File of bearer tokens, one per line (`--token-file`).
+pub const UPLOADER_TOKEN_FILE: &str = "UPLOADER_TOKEN_FILE";
+/// Bearer tokens, comma-separated (`--tokens`; prefer the token file).
+pub const UPLOADER_TOKENS: &str = "UPLOADER_TOKENS";
+/// Serve without authentication (`--no-auth`).
+pub const UPLOADER_NO_AUTH: &str = "UPLOADER_NO_AUTH";
+/// Largest accepted file (`--max-file-size`).
+pub const UPLOADER_MAX_FILE_SIZE: &str = "UPLOADER_MAX_FILE_SIZE";
+/// Largest accepted request body (`--max-request-size`).
+pub const UPLOADER_MAX_REQUEST_SIZE: &str = "UPLOADER_MAX_REQUEST_SIZE";
+/// Most file parts in one request (`--max-files`).
+pub const UPLOADER_MAX_FILES: &str = "UPLOADER_MAX_FILES";
+/// Idle time after which a request body is cut off (`--body-idle-timeout`).
+pub const UPLOADER_BODY_IDLE_TIMEOUT: &str = "UPLOADER_BODY_IDLE_TIMEOUT";
+/// Upload requests served at once (`--max-concurrent-uploads`).
+pub const UPLOADER_MAX_CONCURRENT_UPLOADS: &str = "UPLOADER_MAX_CONCURRENT_UPLOADS";

@@ -24,6 +24,7 @@
 pub mod checksum;
 pub mod cleanup;
 pub mod config;
+pub mod connect;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod env;

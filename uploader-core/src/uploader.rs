@@ -180,6 +180,12 @@ impl Uploader {
         })
     }
 
+    /// Uploads inputs produced by the caller (e.g. the CLI's own walk, counted for its
+    /// progress bar), in the order they arrive.
+    pub fn upload_inputs(&self, rx: mpsc::Receiver<Input>) -> UploadHandle {
+        self.start(rx, None, |_| {})
+    }
+
     fn start(
         &self,
         rx: mpsc::Receiver<Input>,

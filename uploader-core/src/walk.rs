@@ -66,8 +66,12 @@ pub enum Source {
     List { root: PathBuf, paths: Vec<String> },
 }
 
-/// Walks the sources in a blocking thread, sending inputs on `tx` until done or cancelled.
-pub(crate) fn spawn_walk(
+/// Walks the sources in a blocking thread, sending inputs on `tx` until done or cancelled;
+/// `tx` is dropped when the walk ends. With [`crate::Uploader::upload_inputs`] this is
+/// [`crate::Uploader::upload_sources`], for callers that want to see the inputs go by (the
+/// CLI learns from the channel closing that the walk is complete). Must be called within a
+/// Tokio runtime.
+pub fn spawn_walk(
     sources: Vec<Source>,
     prefix: KeyPrefix,
     opts: WalkOptions,

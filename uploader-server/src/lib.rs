@@ -1,12 +1,13 @@
 //! `uploader-server`: the HTTP batch daemon (`uploader serve`), a thin front-end over
 //! `uploader-core`: it parses requests, calls the core pipeline, and renders per-file results.
+//! It takes its settings as a plain [`ServerConfig`]; the command line that fills it belongs to
+//! the `uploader` binary.
 
 pub mod app;
 pub mod auth;
 mod batch;
 mod body;
 pub mod config;
-pub mod connect;
 mod form;
 pub mod metrics;
 pub mod openapi;
@@ -16,5 +17,5 @@ pub mod state;
 pub mod upload;
 
 pub use app::app;
-pub use config::{Limits, ServeArgs, ServerConfig};
+pub use config::{Limits, ServerConfig, ServerConfigError};
 pub use state::AppState;

@@ -4,42 +4,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use uploader_core::connect::Connection;
 use uploader_core::{Uploader, validate};
 
 use crate::app::app;
-use crate::config::{ServeArgs, ServerConfig};
-use crate::connect::Connection;
+use crate::config::ServerConfig;
 use crate::state::AppState;
 
 /// Runs `uploader serve` until SIGTERM or Ctrl-C.
 ///
+/// Validates `config`, opens the store and checks credentials and bucket before listening.
 /// On the signal: stop accepting connections and new uploads; let in-flight requests finish
 /// for the grace period; then cancel what remains (their multipart uploads are aborted and
 /// they get their per-file results); exit once every request has answered.
-pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let mut config = ServerConfig::try_from(args)?;
-    let conn = Connection::open(&args.connection, &config.bucket).await?;
-    validate::check(&conn.store, &config.root_prefix, false)
+pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
+    config.validate()?;
+    let conn = Connection::open(&config.connect, &config.bucket).await?;
+    let store = conn.store();
+    validate::check(store, &config.root_prefix, false)
         .await
         .context("start-up check failed")?;
     if config.detect_checksum {
         config.upload.checksum =
-            validate::detect_checksum(conn.store.as_ref(), &config.root_prefix).await?;
+            validate::detect_checksum(store.as_ref(), &config.root_prefix).await?;
         eprintln!(
             "uploader serve: checksum {} (probed)",
             config.upload.checksum
         );
     }
     let uploader = Uploader::builder()
-        .with_store(Arc::clone(&conn.store) as _)
+        .with_store(Arc::clone(store) as _)
         .with_config(config.upload.clone())
         .build()?;
     let state = AppState::new(
         uploader,
         config.root_prefix.clone(),
         config.limits.clone(),
-        &config.tokens,
-        Some(Arc::clone(&conn.store)),
+        config.auth_tokens(),
+        Some(Arc::clone(store)),
     );
     crate::metrics::handle();
     let router = app(state.clone());
@@ -50,7 +52,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("listening on {}", config.listen))?;
-            tracing::info!(addr = %listener.local_addr()?, auth = !config.tokens.is_empty(), "serving HTTP");
+            tracing::info!(addr = %listener.local_addr()?, auth = !config.auth_tokens().is_empty(), "serving HTTP");
             eprintln!(
                 "uploader serve: listening on http://{}",
                 listener.local_addr()?
