@@ -538,3 +538,49 @@ async fn metrics_use_the_product_names() {
         assert!(text.contains(name), "missing {name}\n{text}");
     }
 }
+
+/// Sniffing through HTTP: an executable under an image name is `mime_not_allowed` (not a name
+/// mismatch), an allowed type under another type's extension is `mime_mismatch`, and random
+/// bytes that begin with one of `infer`'s weak magic numbers (a DER certificate's `30 82`, a
+/// COFF object's `4C 01`) are stored as `application/octet-stream` when that is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sniffing_refuses_by_content_and_stores_random_bytes_as_binary() {
+    let d = Daemon::start(Options {
+        allow_binary: true,
+        ..Options::default()
+    })
+    .await;
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(64, 0);
+    elf[16] = 2; // ET_EXEC
+    elf[18] = 0x3e; // x86-64
+    elf.extend(data(4000, 1));
+    let mut der = vec![0x30, 0x82];
+    der.extend(data(9000, 2));
+    let mut coff = vec![0x4c, 0x01];
+    coff.extend(data(9000, 3));
+    let (resp, json) = d
+        .send(upload(
+            body(&[
+                Part("file", Some("evil.png"), &elf),
+                Part("file", Some("notes.png"), b"plain words, not a picture\n"),
+                Part("file", Some("cert-like.bin"), &der),
+                Part("file", Some("coff-like.bin"), &coff),
+            ]),
+            "?prefix=sniff",
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::MULTI_STATUS, "{json}");
+    let r = &json["results"];
+    assert_eq!(r[0]["error"]["code"], "mime_not_allowed", "{json}");
+    assert_eq!(r[1]["error"]["code"], "mime_mismatch", "{json}");
+    for (i, key, bytes) in [
+        (2, "root/sniff/cert-like.bin", &der),
+        (3, "root/sniff/coff-like.bin", &coff),
+    ] {
+        assert_eq!(r[i]["status"], "uploaded", "{json}");
+        assert_eq!(r[i]["content_type"], "application/octet-stream", "{json}");
+        assert!(d.get(key).await.unwrap() == *bytes, "{key}");
+    }
+    assert_eq!(d.get("root/sniff/evil.png").await, None);
+}
