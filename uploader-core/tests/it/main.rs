@@ -6,4 +6,5 @@ mod faults;
 mod memory;
 mod pipeline;
 mod sniffing;
+mod stream;
 mod validate;
