@@ -60,7 +60,8 @@ pub use store::{
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, Source, WalkOptions};
 
-/// Deterministic test data, shared by the test suites and the benches.
+/// Deterministic test data, shared by the test suites and the benches (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing {
     /// `len` pseudo-random (xorshift64) bytes, different for each `seed`; incompressible enough

@@ -3,8 +3,8 @@
 //! [`ObjectStore`] mirrors the S3 operations the uploader needs (single PUT, the multipart
 //! life cycle, HEAD, GET for verification, and listing pending multipart uploads). It is
 //! object-safe and used as `Arc<dyn ObjectStore>`. Cross-cutting behaviour such as fault
-//! injection is a wrapper implementing the same trait ([`FaultyStore`]), never a flag inside
-//! [`S3Store`].
+//! injection is a wrapper implementing the same trait (`FaultyStore`, behind the `testing`
+//! feature), never a flag inside [`S3Store`].
 //!
 //! Deliberately left out: listing objects, deleting, copying. The uploader never needs them.
 
@@ -18,10 +18,12 @@ use bytes::Bytes;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::ObjectKey;
 
+#[cfg(feature = "testing")]
 mod fault;
 mod memory;
 pub mod s3;
 
+#[cfg(feature = "testing")]
 pub use fault::{Fault, FaultRule, FaultyStore, Operation};
 pub use memory::MemoryStore;
 pub use s3::{S3Config, S3Store, StaticCredentials};
