@@ -21,6 +21,10 @@
 //! # Ok(()) }
 //! ```
 
+// Enforced by CI's `clippy -D warnings`; here, not in `[workspace.lints]`, because they are about
+// core's public API (the binaries have none).
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 pub mod checksum;
 pub mod cleanup;
 pub mod config;

@@ -35,8 +35,11 @@ pub use s3::{S3Config, S3Store, StaticCredentials};
 pub enum Body {
     /// `len` bytes of the file at `path`, starting at `offset`.
     File {
+        /// The file.
         path: PathBuf,
+        /// Where the range starts.
         offset: u64,
+        /// How many bytes.
         len: u64,
     },
     /// In-memory bytes (cheap to clone, so retryable).

@@ -27,7 +27,9 @@ const WALK_QUEUE: usize = 1024;
 /// One file to upload to one key.
 #[derive(Debug, Clone)]
 pub struct UploadItem {
+    /// The file.
     pub path: PathBuf,
+    /// The key it is stored at.
     pub key: ObjectKey,
 }
 
