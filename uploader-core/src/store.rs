@@ -28,9 +28,10 @@ pub use fault::{Fault, FaultRule, FaultyStore, Operation};
 pub use memory::MemoryStore;
 pub use s3::{S3Config, S3Store, StaticCredentials};
 
-/// The data of one request: a byte range of a file (re-read on every attempt, so retries never
-/// hold the data in memory) or bytes already in memory, contiguous or as the pieces they
-/// arrived in (a daemon body: sent without being copied together).
+/// The data of one request: a byte range of a file, re-read from disk on every attempt (the file
+/// source uses it only for ranges over a quarter of the byte budget; smaller ones are read once
+/// into memory), or bytes already in memory, contiguous or as the pieces they arrived in (a
+/// daemon body: sent without being copied together).
 #[derive(Clone)]
 pub enum Body {
     /// `len` bytes of the file at `path`, starting at `offset`.
