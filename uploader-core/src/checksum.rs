@@ -154,8 +154,11 @@ impl fmt::Display for Checksum {
 }
 
 /// Incremental checksum computation.
+#[derive(Debug)]
 pub enum Hasher {
+    /// CRC32C so far.
     Crc32c(u32),
+    /// MD5 state so far.
     Md5(Box<md5::Md5>),
 }
 

@@ -7,7 +7,9 @@ use crate::store::{ObjectStore, PendingUpload, ServiceErrorKind, StoreError};
 /// One pending upload and what happened to it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CleanupEntry {
+    /// The key the upload writes.
     pub key: String,
+    /// Its upload id.
     pub upload_id: String,
     /// Age in seconds, when the server reports the initiation time.
     pub age_secs: Option<u64>,

@@ -86,22 +86,31 @@ impl Default for UploadConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// Concurrency is 0 or above [`MAX_CONCURRENCY`].
     #[error("concurrency must be between 1 and {MAX_CONCURRENCY}, got {0}")]
     Concurrency(usize),
+    /// Part size outside S3's 5 MiB to 5 GiB.
     #[error("part size must be between 5 MiB and 5 GiB, got {0} bytes")]
     PartSize(u64),
+    /// Multipart threshold is 0 or above 5 GiB.
     #[error("multipart threshold must be between 1 byte and 5 GiB, got {0} bytes")]
     Threshold(u64),
+    /// Zero retry attempts.
     #[error("retry attempts must be at least 1")]
     Attempts,
+    /// Byte budget under 1 MiB.
     #[error("the memory budget (max buffer) must be at least 1 MiB, got {0} bytes")]
     MaxBuffer(u64),
+    /// The Content-Type override is not allowed by the MIME policy (or holds a line break).
     #[error("content type {0:?} is not allowed by the MIME policy (see --allow-mime)")]
     ContentType(String),
+    /// [`UploaderBuilder::build`](crate::UploaderBuilder::build) without a store.
     #[error("no store was given to the uploader builder")]
     MissingStore,
+    /// A metadata key with characters other than letters, digits, `-` and `_`.
     #[error("invalid metadata key {0:?}: use letters, digits, '-' and '_'")]
     MetadataKey(String),
+    /// A metadata value with characters other than printable ASCII.
     #[error("invalid metadata value for {0:?}: use printable ASCII")]
     MetadataValue(String),
 }

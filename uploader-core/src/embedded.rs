@@ -39,16 +39,27 @@ use crate::store::{S3Config, StaticCredentials};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbeddedError {
+    /// The data directory could not be created.
     #[error("cannot prepare the data directory {path}")]
     Dir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// s3s-fs refused the data directory.
     #[error("cannot open the data directory {path}: {message}")]
-    Open { path: PathBuf, message: String },
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// What s3s-fs said.
+        message: String,
+    },
+    /// No port on 127.0.0.1.
     #[error("cannot listen on 127.0.0.1")]
     Listen(#[source] std::io::Error),
+    /// Not a valid S3 bucket name.
     #[error("invalid bucket name {0:?}: use 3-63 lowercase letters, digits, '-' or '.'")]
     Bucket(String),
 }

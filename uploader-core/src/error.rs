@@ -1,5 +1,5 @@
-//! Errors of one transfer and how they are reported: [`TransferError`] says why a file's
-//! upload stopped, [`file_error`] maps a store failure to the stable per-file [`FileError`], and
+//! Errors of one transfer and how they are reported: `TransferError` says why a file's
+//! upload stopped, `file_error` maps a store failure to the stable per-file [`FileError`], and
 //! [`error_chain`] renders an error with its sources. Shared by the pipeline, the store and the
 //! checks, so none of them imports a pipeline stage for it.
 

@@ -35,7 +35,7 @@ pub(crate) struct Job {
 
 impl Job {
     /// A job over `store` with `budget`, cancelled by `cancel`, reporting to `events`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn ObjectStore>,
         budget: Budget,
         config: Arc<UploadConfig>,
@@ -54,7 +54,7 @@ impl Job {
     }
 
     /// Sends an event, if anyone listens.
-    pub fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         if let Some(tx) = &self.events {
             let _ = tx.send(event);
         }

@@ -32,26 +32,37 @@ pub const MAX_SEGMENT_BYTES: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// The name is empty.
     #[error("the name is empty")]
     Empty,
+    /// The name is not valid UTF-8.
     #[error("the name is not valid UTF-8")]
     InvalidUtf8,
+    /// A leading `/`.
     #[error("absolute paths are not allowed (leading '/')")]
     Absolute,
+    /// A backslash.
     #[error("backslash is not allowed in names")]
     Backslash,
+    /// `//`, or a leading or trailing `/`.
     #[error("empty path segment ('//', or a leading or trailing '/')")]
     EmptySegment,
+    /// A segment made only of dots.
     #[error("'.' and '..' segments (or segments made only of dots) are not allowed")]
     DotSegment,
+    /// A segment made only of whitespace.
     #[error("whitespace-only segments are not allowed")]
     BlankSegment,
+    /// A segment that Unicode normalisation turns into `.`, `..` or a separator.
     #[error("segment {0:?} would become '.', '..' or a separator under Unicode normalisation")]
     ConfusableSegment(String),
+    /// A control, separator, bidi or zero-width character (and its code point).
     #[error("character {0:?} (U+{1:04X}) is not allowed: control, separator, bidi or zero-width")]
     ForbiddenChar(char, u32),
+    /// A segment over [`MAX_SEGMENT_BYTES`] (its length).
     #[error("a path segment is {0} bytes long (limit {MAX_SEGMENT_BYTES})")]
     SegmentTooLong(usize),
+    /// A key over [`MAX_KEY_BYTES`] with its prefix (its length).
     #[error("the key would be {0} bytes long with the prefix (limit {MAX_KEY_BYTES})")]
     TooLong(usize),
 }

@@ -20,6 +20,26 @@
 //! println!("{} uploaded, {} failed", report.summary().uploaded, report.summary().failed);
 //! # Ok(()) }
 //! ```
+//!
+//! Runnable examples, against the embedded endpoint in a temporary directory (no AWS account
+//! needed), in `uploader-core/examples/`:
+//!
+//! * `upload_dir`: a directory upload with a progress display fed by [`Event`]s;
+//! * `stream_body`: a body read from a TCP socket, sent with [`Uploader::upload_stream`];
+//! * `logging_store`: a custom [`ObjectStore`] that wraps another and logs every request.
+//!
+//! Run one with `cargo run -p uploader-core --example upload_dir --features embedded`.
+//!
+//! # Features
+//!
+//! * `embedded`: `EmbeddedS3`, an in-process S3 endpoint (s3s + s3s-fs). Off by
+//!   default; the CLI and the daemon enable it for `--embedded-s3`.
+//! * `testing`: `store::FaultyStore` (fault injection) and deterministic test data, for test
+//!   suites and benches.
+
+// Enforced by CI's `clippy -D warnings`; here, not in `[workspace.lints]`, because they are about
+// core's public API (the binaries have none).
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod checksum;
 pub mod cleanup;
@@ -61,7 +81,8 @@ pub use store::{
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, Source, WalkOptions};
 
-/// Deterministic test data, shared by the test suites and the benches.
+/// Deterministic test data, shared by the test suites and the benches (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing {
     /// `len` pseudo-random (xorshift64) bytes, different for each `seed`; incompressible enough

@@ -20,11 +20,17 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
     /// One PUT of the whole file.
-    Single { size: u64 },
+    Single {
+        /// The file's size.
+        size: u64,
+    },
     /// A multipart upload of `part_count` parts of `part_size` bytes (the last may be shorter).
     Multipart {
+        /// The file's size.
         size: u64,
+        /// The size of every part but the last.
         part_size: u64,
+        /// How many parts.
         part_count: u32,
     },
 }
@@ -33,6 +39,7 @@ pub enum Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{size} bytes is over S3's object size limit of 5 TiB")]
 pub struct TooLarge {
+    /// The file's size.
     pub size: u64,
 }
 

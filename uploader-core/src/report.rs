@@ -87,13 +87,16 @@ impl std::fmt::Display for ErrorCode {
 /// Why one file was not uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileError {
+    /// The stable, machine-readable kind.
     pub code: ErrorCode,
+    /// What happened, for people (the whole error chain).
     pub message: String,
     /// Whether trying the same file again later may succeed.
     pub retryable: bool,
 }
 
 impl FileError {
+    /// An error of kind `code`.
     pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
         FileError {
             code,
@@ -109,16 +112,25 @@ impl FileError {
 pub enum FileOutcome {
     /// Stored and acknowledged by the server.
     Uploaded {
+        /// The ETag the server gave the object.
         etag: Option<String>,
         /// `<algorithm>:<base64>`; for multipart uploads the composite checksum `...-<parts>`.
         checksum: Option<String>,
+        /// The Content-Type stored with the object.
         content_type: Option<String>,
+        /// Parts sent (1 for a single PUT).
         parts: u32,
     },
     /// Deliberately not uploaded (e.g. `--no-clobber` found the key, a symlink not followed).
-    Skipped { reason: String },
+    Skipped {
+        /// Why.
+        reason: String,
+    },
     /// Not uploaded because of an error.
-    Failed { error: FileError },
+    Failed {
+        /// The error.
+        error: FileError,
+    },
 }
 
 /// The result for one input file.
@@ -132,6 +144,7 @@ pub struct FileReport {
     pub key: Option<String>,
     /// Size in bytes (of the source at planning time).
     pub size: u64,
+    /// What happened to it.
     #[serde(flatten)]
     pub outcome: FileOutcome,
     /// Wall time spent on this file.
@@ -158,13 +171,31 @@ impl FileReport {
 #[non_exhaustive]
 pub enum Event {
     /// A file was found and planned (directory walks announce files as they go).
-    Queued { index: usize, size: u64 },
+    Queued {
+        /// The file's position in the job.
+        index: usize,
+        /// Its size.
+        size: u64,
+    },
     /// `bytes` more bytes of file `index` were acknowledged by the server.
-    Progress { index: usize, bytes: u64 },
+    Progress {
+        /// The file's position in the job.
+        index: usize,
+        /// Bytes acknowledged by this request.
+        bytes: u64,
+    },
     /// A request is being retried after a retryable failure.
-    Retry { index: usize, attempt: u32 },
+    Retry {
+        /// The file's position in the job.
+        index: usize,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+    },
     /// A multipart upload was aborted.
-    MultipartAborted { index: usize },
+    MultipartAborted {
+        /// The file's position in the job.
+        index: usize,
+    },
     /// A file is done.
     Finished(Box<FileReport>),
 }
@@ -172,9 +203,13 @@ pub enum Event {
 /// Summary counts of a report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// Inputs in all.
     pub total: usize,
+    /// Files stored.
     pub uploaded: usize,
+    /// Files deliberately not uploaded.
     pub skipped: usize,
+    /// Files that failed.
     pub failed: usize,
     /// Bytes of the uploaded files.
     pub bytes: u64,
@@ -183,7 +218,9 @@ pub struct Summary {
 /// The final result of a job: one entry per input, in input order.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// One report per input, in input order.
     pub files: Vec<FileReport>,
+    /// Wall time of the job.
     pub elapsed: Duration,
     /// Requests that were retried.
     pub retries: u64,

@@ -5,7 +5,7 @@
 //! `n + 1` is uniform in `[0, min(max_backoff, base × 2^n)]` (AWS's "full jitter"), which spreads
 //! clients that failed together. Throttling waits start from a larger base.
 //!
-//! [`with_retries`] is the one loop that sends a request of the pipeline: it takes a request
+//! `with_retries` is the one loop that sends a request of the pipeline: it takes a request
 //! permit of the shared budget for each attempt, retries by the policy, counts retries, and lets
 //! cancellation interrupt the waits (and the request itself where that is safe).
 

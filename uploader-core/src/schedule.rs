@@ -7,9 +7,13 @@
 //! included). Tokio's semaphore is fair: permits are handed out in request order, so a large
 //! file's parts cannot starve small files that asked earlier.
 //!
-//! The byte budget counts data the pipeline itself holds in memory (bodies that arrive over
-//! HTTP in the daemon). File bodies are streamed from disk by the HTTP client in 64 KiB reads
-//! and take no byte permits.
+//! The byte budget counts request bodies the pipeline holds in memory, reserved before they are
+//! read: each file in progress holds [`INLINE_MAX`](crate::source::file::INLINE_MAX) of it (its
+//! small body or its sniff sample), each file range of at most a quarter of the budget its size
+//! (read once into a pooled buffer, [`Budget::take_buffer`], and re-sent from it on retries),
+//! and each network body its current part ([`crate::source::stream`]). Only file ranges over a
+//! quarter of the budget take no byte permits: the HTTP client streams them from disk on each
+//! attempt. Deliberately left out: what a body is and when it is read (the sources).
 
 use std::sync::{Arc, Mutex};
 
@@ -100,12 +104,6 @@ impl Budget {
             .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
             .await
             .expect("the budget semaphore is never closed")
-    }
-
-    /// Bytes of the byte budget in use now.
-    pub fn buffered(&self) -> u64 {
-        let free = self.bytes.available_permits() as u64;
-        self.max_byte_units.saturating_sub(free) * BYTE_UNIT
     }
 
     /// Requests in flight now.

@@ -3,8 +3,8 @@
 //! [`ObjectStore`] mirrors the S3 operations the uploader needs (single PUT, the multipart
 //! life cycle, HEAD, GET for verification, and listing pending multipart uploads). It is
 //! object-safe and used as `Arc<dyn ObjectStore>`. Cross-cutting behaviour such as fault
-//! injection is a wrapper implementing the same trait ([`FaultyStore`]), never a flag inside
-//! [`S3Store`].
+//! injection is a wrapper implementing the same trait (`FaultyStore`, behind the `testing`
+//! feature), never a flag inside [`S3Store`].
 //!
 //! Deliberately left out: listing objects, deleting, copying. The uploader never needs them.
 
@@ -18,23 +18,29 @@ use bytes::Bytes;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::ObjectKey;
 
+#[cfg(feature = "testing")]
 mod fault;
 mod memory;
 pub mod s3;
 
+#[cfg(feature = "testing")]
 pub use fault::{Fault, FaultRule, FaultyStore, Operation};
 pub use memory::MemoryStore;
 pub use s3::{S3Config, S3Store, StaticCredentials};
 
-/// The data of one request: a byte range of a file (re-read on every attempt, so retries never
-/// hold the data in memory) or bytes already in memory, contiguous or as the pieces they
-/// arrived in (a daemon body: sent without being copied together).
+/// The data of one request: a byte range of a file, re-read from disk on every attempt (the file
+/// source uses it only for ranges over a quarter of the byte budget; smaller ones are read once
+/// into memory), or bytes already in memory, contiguous or as the pieces they arrived in (a
+/// daemon body: sent without being copied together).
 #[derive(Clone)]
 pub enum Body {
     /// `len` bytes of the file at `path`, starting at `offset`.
     File {
+        /// The file.
         path: PathBuf,
+        /// Where the range starts.
         offset: u64,
+        /// How many bytes.
         len: u64,
     },
     /// In-memory bytes (cheap to clone, so retryable).

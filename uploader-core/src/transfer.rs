@@ -38,7 +38,7 @@ use crate::store::{
 /// User metadata (`x-amz-meta-uploader-upload`) that marks a multipart object with a random
 /// token of the session that made it: the evidence of last resort that a completed object is
 /// ours, on servers whose multipart ETag is not S3's (rclone's is the MD5 of the whole object).
-pub const UPLOAD_TOKEN_METADATA: &str = "uploader-upload";
+pub(crate) const UPLOAD_TOKEN_METADATA: &str = "uploader-upload";
 
 /// The reason reported when no-clobber finds the key.
 pub(crate) const ALREADY_EXISTS: &str = "the key already exists (no-clobber)";

@@ -1,7 +1,7 @@
 //! The embedder's entry point: [`Uploader`] runs jobs through the pipeline
 //! (walk → key → sniff → plan → schedule → transfer → report) and hands back an
 //! [`UploadHandle`]; [`Uploader::upload_stream`] sends one network body through the same life
-//! cycle and hands back a [`StreamUpload`]. The scheduler loop is [`crate::job`]; what happens
+//! cycle and hands back a [`StreamUpload`]. The scheduler loop is `job`; what happens
 //! to one file is [`crate::source::file`].
 
 use std::path::PathBuf;
@@ -27,7 +27,9 @@ const WALK_QUEUE: usize = 1024;
 /// One file to upload to one key.
 #[derive(Debug, Clone)]
 pub struct UploadItem {
+    /// The file.
     pub path: PathBuf,
+    /// The key it is stored at.
     pub key: ObjectKey,
 }
 

@@ -22,6 +22,7 @@ pub const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct CheckReport {
     /// Where the credentials came from (provider name, never the values).
     pub credentials_source: String,
+    /// The bucket checked.
     pub bucket: String,
     /// Whether a write was probed (multipart create + abort under the prefix).
     pub write_probe: bool,
@@ -34,29 +35,50 @@ pub struct CheckReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckError {
+    /// No credential provider found credentials.
     #[error(
         "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or \
          configure ~/.aws/credentials ({detail})"
     )]
-    NoCredentials { detail: String },
+    NoCredentials {
+        /// What the provider chain said.
+        detail: String,
+    },
+    /// The provider chain did not answer in time.
     #[error("resolving credentials took longer than {0:?}; check the profile and network")]
     CredentialsTimeout(Duration),
+    /// The endpoint refused the credentials.
     #[error(
         "the credentials were rejected by the endpoint ({code}): check the access key and secret"
     )]
-    CredentialsRejected { code: String },
+    CredentialsRejected {
+        /// The service's error code.
+        code: String,
+    },
+    /// The bucket does not exist.
     #[error("bucket {bucket:?} does not exist at this endpoint; create it or fix the name")]
-    BucketMissing { bucket: String },
+    BucketMissing {
+        /// The bucket.
+        bucket: String,
+    },
+    /// The credentials are valid but not allowed to list or write.
     #[error(
         "access denied to bucket {bucket:?} ({operation}): the credentials lack permission \
          (s3:ListBucket for the check, s3:PutObject for uploads)"
     )]
     AccessDenied {
+        /// The bucket.
         bucket: String,
+        /// The S3 operation refused.
         operation: &'static str,
     },
+    /// No answer from the endpoint.
     #[error("the endpoint cannot be reached: {detail}; check --endpoint-url and the network")]
-    EndpointUnreachable { detail: String },
+    EndpointUnreachable {
+        /// What the transport said.
+        detail: String,
+    },
+    /// Any other failure.
     #[error("the check failed: {0}")]
     Other(String),
 }

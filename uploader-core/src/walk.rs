@@ -40,17 +40,28 @@ impl std::fmt::Debug for WalkOptions {
 #[derive(Debug, Clone)]
 pub enum Input {
     /// A file to upload to `key`.
-    File { path: PathBuf, key: ObjectKey },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Its key.
+        key: ObjectKey,
+    },
     /// A file that is reported without being uploaded.
     Skip {
+        /// The source, for the report.
         source: String,
+        /// Its key, when one could be derived.
         key: Option<String>,
+        /// Why it is skipped.
         reason: String,
     },
     /// A file that cannot be uploaded.
     Fail {
+        /// The source, for the report.
         source: String,
+        /// Its key, when one could be derived.
         key: Option<String>,
+        /// Why it fails.
         error: FileError,
     },
 }
@@ -63,7 +74,12 @@ pub enum Source {
     Path(PathBuf),
     /// Paths relative to `root` (as read by `--files-from`), keyed by that relative path. They
     /// are held to the same rules as a walk: no escape from `root`, symlinks per the options.
-    List { root: PathBuf, paths: Vec<String> },
+    List {
+        /// The directory the paths are relative to.
+        root: PathBuf,
+        /// The relative paths.
+        paths: Vec<String>,
+    },
 }
 
 /// Walks the sources in a blocking thread, sending inputs on `tx` until done or cancelled;

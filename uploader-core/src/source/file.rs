@@ -214,8 +214,11 @@ async fn send_parts(
 }
 
 /// Whether a range of `len` bytes is read into memory: when a quarter of the byte budget holds
-/// it, so several always fit. With the defaults (`--max-buffer` 96 MiB, 8 MiB parts, 16 MiB
-/// multipart threshold) every body is; ranges past a quarter of the budget stream from disk.
+/// it, so several always fit. With the defaults ([`DEFAULT_MAX_BUFFER_BYTES`], 8 MiB parts,
+/// 16 MiB multipart threshold) every body is; ranges past a quarter of the budget stream from
+/// disk.
+///
+/// [`DEFAULT_MAX_BUFFER_BYTES`]: crate::config::DEFAULT_MAX_BUFFER_BYTES
 fn buffers(job: &Job, len: u64) -> bool {
     len <= job.config.max_buffer_bytes / 4
 }

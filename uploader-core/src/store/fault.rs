@@ -18,10 +18,15 @@ use crate::key::ObjectKey;
 /// The operations a rule can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// `PutObject`.
     Put,
+    /// `CreateMultipartUpload`.
     CreateMultipart,
+    /// `UploadPart`.
     UploadPart,
+    /// `CompleteMultipartUpload`.
     CompleteMultipart,
+    /// `AbortMultipartUpload`.
     AbortMultipart,
 }
 
@@ -30,7 +35,12 @@ pub enum Operation {
 pub enum Fault {
     /// Fail with a service error (e.g. 500 InternalError, 503 SlowDown, 403 AccessDenied)
     /// without calling the inner store.
-    Error { status: u16, code: &'static str },
+    Error {
+        /// The HTTP status.
+        status: u16,
+        /// The S3 error code.
+        code: &'static str,
+    },
     /// Call the inner store, then report a lost response (a timeout) although the request
     /// succeeded.
     DropResponse,
@@ -41,6 +51,7 @@ pub enum Fault {
 /// When a fault fires.
 #[derive(Debug, Clone)]
 pub struct FaultRule {
+    /// The operation it targets.
     pub operation: Operation,
     /// Only for this part number (`UploadPart`), if set.
     pub part_number: Option<u32>,
@@ -48,6 +59,7 @@ pub struct FaultRule {
     pub key_contains: Option<String>,
     /// Fire this many times (`None`: always).
     pub times: Option<u32>,
+    /// What it does.
     pub fault: Fault,
 }
 

@@ -51,7 +51,9 @@ const FILE_READ_BUFFER: usize = 256 * 1024;
 /// Credentials given explicitly (the embedded endpoint's, or a test's). Never logged.
 #[derive(Clone)]
 pub struct StaticCredentials {
+    /// The access key id.
     pub access_key_id: String,
+    /// The secret access key.
     pub secret_access_key: String,
 }
 
@@ -89,13 +91,16 @@ pub struct S3Config {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointError {
+    /// Not an `http(s)://host[:port]` URL.
     #[error("invalid endpoint URL {0:?}: expected http(s)://host[:port]")]
     InvalidUrl(String),
+    /// Plain HTTP to a host other than loopback, without the opt-in.
     #[error(
         "refusing plain-HTTP endpoint {0:?}: credentials and data would cross the network \
          unencrypted; use https, or opt in with --allow-http (UPLOADER_ALLOW_HTTP=1)"
     )]
     InsecureHttp(String),
+    /// Not a valid S3 bucket name.
     #[error("invalid bucket name {0:?}")]
     InvalidBucket(String),
 }
