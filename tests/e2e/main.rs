@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod faults;
+mod harness;
 mod interop;
 mod lifecycle;
 mod stores;
