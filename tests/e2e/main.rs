@@ -6,4 +6,5 @@ mod faults;
 mod harness;
 mod interop;
 mod lifecycle;
+mod matrix;
 mod stores;
