@@ -12,7 +12,7 @@
 //!
 //! Stalls need a read timeout shorter than the stall; neither `uploader upload` nor `uploader
 //! serve` has a read-timeout flag (the default is 60 s), so stalls run on the library paths
-//! only, with `S3Config::read_timeout` at 1 s.
+//! only, with `S3Config::read_timeout` at 2 s in those cells.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -540,12 +540,14 @@ async fn bug_a_create_whose_every_answer_was_lost_leaves_its_uploads_pending() {
 
 /// BUG (embedded endpoint, uploader-core/src/embedded.rs over s3s-fs 0.14.1): a
 /// CompleteMultipartUpload whose client goes away mid-way (here: a 5 ms read timeout; in the
-/// matrix: a 1 s one on a busy machine) loses the object. s3s-fs deletes the upload id first and
-/// then copies the parts into the object, and the handler's future is dropped when the
-/// connection closes: afterwards the upload is gone (a retry finds NoSuchUpload) and no object
-/// was written, so the uploader reports the file failed and its data is lost on the server. A
-/// server must finish (or not start) a Complete whatever its client does: run it in a task of
-/// its own. Here: once the client gave up, the object appears or the upload stays pending.
+/// matrix it was a 1 s one on a busy machine, which is why only stall cells shorten it) loses
+/// the object. s3s-fs deletes the upload id first and then copies the parts into the object,
+/// and the handler's future is dropped when the connection closes: afterwards the upload is
+/// gone (a retry finds NoSuchUpload) and no object was written, so the uploader reports the
+/// file failed and its data is lost on the server. A server must finish (or not start) a
+/// Complete whatever its client does: run it in a task of its own. Here: once the client gave
+/// up, the object appears or the upload stays pending. (The race is lost about two runs in
+/// three; a pass does not prove the fix.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bug_the_embedded_endpoint_loses_a_complete_whose_client_went_away() {
     use uploader_core::store::PutOptions;
