@@ -13,6 +13,8 @@ use uploader_core::{
 use uploader_e2e::proxy::{Fault, FaultPlan, Op, Proxy};
 use uploader_e2e::{data, describe, json_lines, run, uploader, write};
 
+use crate::harness::{Daemon, Target};
+
 const MIB: usize = 1024 * 1024;
 const ALL_OPS: [Op; 5] = [
     Op::PutObject,
@@ -346,5 +348,118 @@ async fn soak_10k_files_with_5_percent_faults() {
     assert_eq!(
         failed, 0,
         "with 8 attempts per request, 5 % faults fail no file"
+    );
+}
+
+/// The soak run through the daemon (not in CI: `cargo nextest run -p uploader-e2e
+/// --run-ignored only soak_10k_files_through_the_daemon --no-capture`): the same 10 000 files
+/// and 5 % faults of every kind on every operation as the library soak, POSTed to `uploader
+/// serve` (its default retry policy: 5 attempts) in batches of 100, four batches at a time.
+/// Stalls last 1.5 s (the daemon has no read-timeout flag; they are slow answers here, not
+/// timeouts). Reports files lost (must be 0), failed, retries (the daemon's
+/// `uploader_retries_total`) and time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak run, minutes long; see docs/RELIABILITY.md"]
+async fn soak_10k_files_through_the_daemon_with_5_percent_faults() {
+    use futures::StreamExt as _;
+    let n: usize = std::env::var("SOAK_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    const BATCH: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "soak-bucket").await.unwrap();
+    let t = Target::embedded(&server);
+    let direct = t.direct().await;
+    let proxy = Proxy::start(
+        &server.endpoint_url(),
+        FaultPlan {
+            seed: 2027,
+            rate: 0.05,
+            faults: every_fault(Duration::from_millis(1500)),
+            ops: ALL_OPS.to_vec(),
+            limit: None,
+        },
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        &t,
+        home.path(),
+        &proxy.endpoint(),
+        &["--allow-mime", "*/*", "--checksum", "crc32c"],
+    );
+    let src = tempfile::tempdir().unwrap();
+    // (path, size, seed); batch b goes under soakd/b<b>/ (names are unique within a batch).
+    let files: Vec<(std::path::PathBuf, usize)> = (0..n)
+        .map(|i| {
+            let len = if i % 1000 == 999 {
+                11 * MIB
+            } else {
+                512 + (i * 7919) % 65_536
+            };
+            let rel = format!("b{:03}/f{i:05}.bin", i / BATCH);
+            (write(src.path(), &rel, &data(len, i as u64)), len)
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    let batches: Vec<(usize, serde_json::Value, u16)> =
+        futures::stream::iter(files.chunks(BATCH).enumerate())
+            .map(|(b, chunk)| {
+                let daemon = &daemon;
+                async move {
+                    let paths: Vec<&std::path::Path> =
+                        chunk.iter().map(|(p, _)| p.as_path()).collect();
+                    let (status, json) = daemon.post(&paths, &format!("soakd/b{b:03}")).await;
+                    (b, json, status)
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+    let elapsed = t0.elapsed();
+    let (mut uploaded, mut failed, mut lost, mut unreported) = (0, 0, 0, 0);
+    for (b, json, status) in &batches {
+        let results = json["results"].as_array().cloned().unwrap_or_default();
+        if results.len() != BATCH.min(n - b * BATCH) {
+            eprintln!(
+                "soak: batch {b}: status {status}, {} results",
+                results.len()
+            );
+        }
+        for (i, (_, len)) in files.iter().enumerate().skip(b * BATCH).take(BATCH) {
+            let key = format!("soakd/b{b:03}/f{i:05}.bin");
+            let Some(r) = results.iter().find(|r| r["key"] == key.as_str()) else {
+                unreported += 1;
+                continue;
+            };
+            let stored = direct.get(&key).await.unwrap();
+            if r["status"] == "uploaded" {
+                uploaded += 1;
+                if stored.is_none_or(|got| got != data(*len, i as u64)) {
+                    lost += 1;
+                }
+            } else {
+                failed += 1;
+                eprintln!("soak: {key} failed: {}", r["error"]);
+            }
+        }
+    }
+    let retries = daemon.counter("uploader_retries_total").await;
+    let pending = direct.list_multipart_uploads("soakd/").await.unwrap().len();
+    let stats = &proxy.stats;
+    eprintln!(
+        "soak (daemon): {n} files in {:.1} s; {uploaded} uploaded, {failed} failed (reported), {lost} lost, {unreported} unreported; {retries} retries; {} faults over {} requests; {pending} pending uploads",
+        elapsed.as_secs_f64(),
+        stats.faults.load(std::sync::atomic::Ordering::Relaxed),
+        stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(stats.faults.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(lost, 0);
+    assert_eq!(unreported, 0);
+    assert_eq!(pending, 0);
+    assert_eq!(
+        failed, 0,
+        "with 5 attempts per request, 5 % faults fail no file"
     );
 }

@@ -10,98 +10,25 @@
 //! it.
 
 use std::convert::Infallible;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use uploader_core::store::PutOptions;
-use uploader_core::{
-    Body, EmbeddedS3, FileOutcome, KeyPrefix, MimePolicy, ObjectKey, ObjectStore, RetryPolicy,
-    S3Config, S3Store, StaticCredentials, UploadConfig, UploadItem, Uploader,
-};
+use uploader_core::{Body, EmbeddedS3, FileOutcome, KeyPrefix, ObjectKey, ObjectStore, UploadItem};
 use uploader_e2e::proxy::{Fault, FaultPlan, Op, Proxy};
-use uploader_e2e::servers::{ThirdParty, free_port};
-use uploader_e2e::{data, describe, json_lines, run, uploader, write};
+use uploader_e2e::servers::ThirdParty;
+use uploader_e2e::{data, describe, json_lines, run, write};
+
+use crate::harness::{Daemon, Target};
 
 const MIB: usize = 1024 * 1024;
 /// Two parts of 5 MiB and 1 MiB.
 const SIZE: usize = 6 * MIB;
 
-/// A server under test.
-struct Target {
-    name: &'static str,
-    endpoint: String,
-    bucket: String,
-    creds: StaticCredentials,
-    s3: S3Config,
-}
-
-impl Target {
-    fn embedded(server: &EmbeddedS3) -> Target {
-        Target {
-            name: "embedded",
-            endpoint: server.endpoint_url(),
-            bucket: server.s3_config().bucket,
-            creds: server.credentials().clone(),
-            s3: server.s3_config(),
-        }
-    }
-
-    fn third_party(s: &ThirdParty, name: &'static str) -> Target {
-        Target {
-            name,
-            endpoint: s.endpoint.clone(),
-            bucket: s.bucket.clone(),
-            creds: s.credentials.clone(),
-            s3: s.s3_config(),
-        }
-    }
-
-    async fn direct(&self) -> S3Store {
-        S3Store::connect(&self.s3).await.unwrap()
-    }
-
-    /// A proxy that loses the first CompleteMultipartUpload answer.
-    async fn losing_first_complete(&self) -> Proxy {
-        let plan = FaultPlan::first(Op::CompleteMultipart, Fault::DropResponse, 1);
-        Proxy::start(&self.endpoint, plan).await
-    }
-
-    async fn uploader_via(&self, proxy: &Proxy) -> Uploader {
-        let mut cfg = self.s3.clone();
-        cfg.endpoint_url = Some(proxy.endpoint());
-        let store = Arc::new(S3Store::connect(&cfg).await.unwrap());
-        Uploader::builder()
-            .with_store(store)
-            .with_config(UploadConfig {
-                part_size: 5 << 20,
-                multipart_threshold: 5 << 20,
-                retry: fast_retries(),
-                mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
-                ..UploadConfig::default()
-            })
-            .build()
-            .unwrap()
-    }
-
-    fn command(&self, home: &Path) -> Command {
-        let mut c = uploader(home);
-        c.env("AWS_ACCESS_KEY_ID", &self.creds.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &self.creds.secret_access_key)
-            .env("AWS_REGION", "us-east-1");
-        c
-    }
-}
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        base: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(100),
-    }
+/// A proxy that loses the first CompleteMultipartUpload answer.
+async fn losing_first_complete(t: &Target) -> Proxy {
+    let plan = FaultPlan::first(Op::CompleteMultipart, Fault::DropResponse, 1);
+    Proxy::start(&t.endpoint, plan).await
 }
 
 /// After one path ran through `proxy`: the lost answer was really lost, the Complete was
@@ -136,7 +63,7 @@ async fn assert_recovered(t: &Target, path: &str, proxy: &Proxy, key: &str, want
 }
 
 async fn library_file_path(t: &Target) {
-    let proxy = t.losing_first_complete().await;
+    let proxy = losing_first_complete(t).await;
     let up = t.uploader_via(&proxy).await;
     let dir = tempfile::tempdir().unwrap();
     let body = data(SIZE, 71);
@@ -159,7 +86,7 @@ async fn library_file_path(t: &Target) {
 }
 
 async fn library_stream_path(t: &Target) {
-    let proxy = t.losing_first_complete().await;
+    let proxy = losing_first_complete(t).await;
     let up = t.uploader_via(&proxy).await;
     let body = data(SIZE, 72);
     let key = ObjectKey::derive(&KeyPrefix::new("lost/lib-stream").unwrap(), "s.bin").unwrap();
@@ -183,7 +110,7 @@ async fn library_stream_path(t: &Target) {
 }
 
 async fn cli_path(t: &Target) {
-    let proxy = t.losing_first_complete().await;
+    let proxy = losing_first_complete(t).await;
     let home = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();
     let body = data(SIZE, 73);
@@ -211,69 +138,8 @@ async fn cli_path(t: &Target) {
     assert_recovered(t, "cli", &proxy, "lost/cli/c.bin", &body).await;
 }
 
-/// `uploader serve` in front of the proxy; killed (by PID) when dropped.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(t: &Target, home: &Path, endpoint: &str) -> Daemon {
-        let port = free_port();
-        let child = t
-            .command(home)
-            .args(["serve", "--bucket", &t.bucket, "--endpoint-url", endpoint])
-            .args(["--checksum", "crc32c"])
-            .args(["--multipart-threshold", "5MiB", "--part-size", "5MiB"])
-            .args(["--allow-mime", "application/octet-stream", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the daemon did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Daemon { child, port }
-    }
-
-    /// POSTs the files with curl; returns the status and the JSON body.
-    async fn post(&self, files: &[&Path], prefix: &str) -> (u16, serde_json::Value) {
-        let mut c = Command::new("curl");
-        c.args(["-s", "-w", "\n%{http_code}"]);
-        for f in files {
-            c.arg("-F").arg(format!("file=@{}", f.display()));
-        }
-        c.arg(format!(
-            "http://127.0.0.1:{}/v1/uploads?prefix={prefix}",
-            self.port
-        ));
-        let out = tokio::task::spawn_blocking(move || c.output().expect("curl runs"))
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text
-            .trim_end()
-            .rsplit_once('\n')
-            .unwrap_or_else(|| panic!("{text}"));
-        (
-            status.parse().unwrap(),
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
-        )
-    }
-}
-
 async fn daemon_path(t: &Target) {
-    let proxy = t.losing_first_complete().await;
+    let proxy = losing_first_complete(t).await;
     let home = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(t, home.path(), &proxy.endpoint());
     let src = tempfile::tempdir().unwrap();

@@ -3,6 +3,8 @@
 mod cli;
 mod daemon;
 mod faults;
+mod harness;
 mod interop;
 mod lifecycle;
+mod matrix;
 mod stores;

@@ -35,13 +35,17 @@ pub struct ConnectOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// Both an embedded endpoint and an endpoint URL were asked for.
     #[error("--embedded-s3 and --endpoint-url cannot be used together")]
     EmbeddedWithEndpoint,
+    /// The embedded endpoint did not start.
     #[cfg(feature = "embedded")]
     #[error("starting the embedded S3 endpoint")]
     Embedded(#[source] EmbeddedError),
+    /// An embedded endpoint was asked for, but this build has none.
     #[error("this build has no embedded S3 endpoint (feature `embedded` of uploader-core)")]
     EmbeddedUnavailable,
+    /// The endpoint's configuration cannot work (transport policy, URL, bucket name).
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
 }
