@@ -114,7 +114,7 @@ impl EmbeddedS3 {
             secret_access_key: random_token(40),
         };
         let mut builder = S3ServiceBuilder::new(Verifying {
-            fs,
+            fs: Arc::new(fs),
             root: root.clone(),
         });
         builder.set_auth(SimpleAuth::from_single(
@@ -223,7 +223,8 @@ fn random_token(len: usize) -> String {
 
 /// s3s-fs plus the additions listed in the module docs.
 struct Verifying {
-    fs: FileSystem,
+    /// Shared so that a CompleteMultipartUpload can run in a task of its own.
+    fs: Arc<FileSystem>,
     root: PathBuf,
 }
 
@@ -494,7 +495,18 @@ impl S3 for Verifying {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         self.require_upload(&req.input.upload_id)?;
-        self.fs.complete_multipart_upload(req).await
+        // s3s-fs deletes the upload before it assembles the object: a handler dropped in
+        // between (its client went away, e.g. after a read timeout) would lose both. Run it in
+        // a task of its own so that it always finishes; the retried request then finds the
+        // object (see the lost-Complete evidence in uploader-core's transfer).
+        let fs = Arc::clone(&self.fs);
+        match tokio::spawn(async move { fs.complete_multipart_upload(req).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(s3_error!(
+                InternalError,
+                "completing the upload failed: {e}"
+            )),
+        }
     }
     async fn abort_multipart_upload(
         &self,

@@ -32,13 +32,32 @@ use crate::key::ObjectKey;
 use crate::report::{ErrorCode, Event, FileError, FileOutcome};
 use crate::retry::{Interrupt, with_retries};
 use crate::store::{
-    Body, PartNumber, PartReceipt, PutOptions, PutResult, ServiceErrorKind, UploadId,
+    Body, ObjectMeta, PartNumber, PartReceipt, PutOptions, PutResult, ServiceErrorKind, StoreError,
+    UploadId,
 };
 
-/// User metadata (`x-amz-meta-uploader-upload`) that marks a multipart object with a random
-/// token of the session that made it: the evidence of last resort that a completed object is
-/// ours, on servers whose multipart ETag is not S3's (rclone's is the MD5 of the whole object).
+/// User metadata (`x-amz-meta-uploader-upload`) that marks every object we write (PUT or
+/// multipart upload) with a random token of the write that made it: the evidence, after a lost
+/// answer, that the object at the key is this write's — on every server (rclone's multipart
+/// ETag is the MD5 of the whole object, and not every server keeps checksums).
 pub(crate) const UPLOAD_TOKEN_METADATA: &str = "uploader-upload";
+
+/// A fresh token for one write.
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Whether `meta` carries `token`.
+fn carries_token(meta: &ObjectMeta, token: &str) -> bool {
+    meta.metadata
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case(UPLOAD_TOKEN_METADATA) && v == token)
+}
+
+/// Whether a request that failed this way may still have been executed (its answer lost).
+fn may_have_landed(e: &StoreError) -> bool {
+    matches!(e, StoreError::Timeout { .. } | StoreError::Network { .. })
+}
 
 /// The reason reported when no-clobber finds the key.
 pub(crate) const ALREADY_EXISTS: &str = "the key already exists (no-clobber)";
@@ -117,21 +136,25 @@ pub(crate) async fn exists_already(
     Ok(found.is_some())
 }
 
-/// The options of a PUT or of a multipart upload's creation.
-fn put_options(config: &UploadConfig, content_type: Option<String>) -> PutOptions {
+/// The options of a PUT or of a multipart upload's creation, marked with the write's `token`.
+fn put_options(config: &UploadConfig, content_type: Option<String>, token: &str) -> PutOptions {
+    let mut metadata = config.metadata.clone();
+    metadata.push((UPLOAD_TOKEN_METADATA.to_owned(), token.to_owned()));
     PutOptions {
         content_type,
         checksum: None,
         checksum_algorithm: None,
         if_none_match: config.no_clobber,
-        metadata: config.metadata.clone(),
+        metadata,
         storage_class: config.storage_class.clone(),
         sse: config.sse.clone(),
     }
 }
 
 /// One PUT of a whole body. `prepare` runs on the first attempt, after its request permit is
-/// taken; every attempt sends what it prepared.
+/// taken; every attempt sends what it prepared. A PUT that failed after an answer may have
+/// been lost (a retry, or a transport failure) is looked at: when the object carries this
+/// write's token and size, it is stored (a no-clobber retry's 412 included).
 pub(crate) async fn put_single<F, Fut>(
     job: &Job,
     index: usize,
@@ -144,9 +167,13 @@ where
     Fut: Future<Output = Result<Prepared, TransferError>> + Send,
 {
     let prepared = OnceCell::new();
-    let opts = put_options(&job.config, content_type);
+    let token = new_token();
+    let opts = put_options(&job.config, content_type, &token);
     let (opts, prepared_ref, prepare) = (&opts, &prepared, &prepare);
+    let mut attempts = 0u32;
+    let counter = &mut attempts;
     let put = with_retries(job, index, Interrupt::No, || {
+        *counter += 1;
         Box::pin(async move {
             let p = prepared_ref.get_or_try_init(prepare).await?;
             let opts = PutOptions {
@@ -156,7 +183,20 @@ where
             Ok(job.store.put(key, p.body.clone(), &opts).await?)
         })
     })
-    .await?;
+    .await;
+    let put = match put {
+        Err(TransferError::Store(e)) if attempts > 1 || may_have_landed(&e) => {
+            let size = prepared.get().map(|p| p.body.len());
+            match written_by(job, key, size, &token).await {
+                Some(meta) => {
+                    warn!(%key, error = %e, "the PUT failed, but the object is this write's: an answer was lost");
+                    PutResult { etag: meta.etag }
+                }
+                None => return Err(TransferError::Store(e)),
+            }
+        }
+        other => other?,
+    };
     let p = prepared
         .into_inner()
         .expect("prepared by the successful attempt");
@@ -171,6 +211,17 @@ where
         checksum: Some(checksum),
         parts: 1,
     })
+}
+
+/// The object at `key`, if it is the one the write marked with `token` made (and has `size`).
+async fn written_by(
+    job: &Job,
+    key: &ObjectKey,
+    size: Option<u64>,
+    token: &str,
+) -> Option<ObjectMeta> {
+    let meta = job.store.head(key.as_str()).await.ok()??;
+    (size == Some(meta.size) && carries_token(&meta, token)).then_some(meta)
 }
 
 /// A part being sent, and what it sends.
@@ -201,19 +252,32 @@ impl MultipartSession {
         key: &ObjectKey,
         content_type: Option<String>,
     ) -> Result<MultipartSession, TransferError> {
-        let mut opts = put_options(&job.config, content_type);
+        let token = new_token();
+        let mut opts = put_options(&job.config, content_type, &token);
         opts.checksum_algorithm = Some(job.config.checksum);
-        let token = hex::encode(rand::random::<[u8; 16]>());
-        opts.metadata
-            .push((UPLOAD_TOKEN_METADATA.to_owned(), token.clone()));
         let opts = &opts;
-        let mut attempts = 0u32;
-        let counter = &mut attempts;
-        let upload_id = with_retries(job, index, Interrupt::No, || {
-            *counter += 1;
-            Box::pin(async move { Ok(job.store.create_multipart(key, opts).await?) })
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let lost_ref = &lost;
+        let created = with_retries(job, index, Interrupt::No, || {
+            Box::pin(async move {
+                let r = job.store.create_multipart(key, opts).await;
+                if r.as_ref().is_err_and(may_have_landed) {
+                    lost_ref.store(true, Ordering::Relaxed);
+                }
+                Ok(r?)
+            })
         })
-        .await?;
+        .await;
+        let lost = lost.load(Ordering::Relaxed);
+        let upload_id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                if lost {
+                    reap_lost_creates(job, index, key, None).await;
+                }
+                return Err(e);
+            }
+        };
         debug!(%upload_id, %key, "multipart upload created");
         let session = MultipartSession {
             job: Arc::clone(job),
@@ -226,30 +290,10 @@ impl MultipartSession {
             bytes: 0,
             open: true,
         };
-        if attempts > 1 {
-            session.reap_lost_creates().await;
+        if lost {
+            reap_lost_creates(job, index, key, Some(&session.upload_id)).await;
         }
         Ok(session)
-    }
-
-    /// Aborts the uploads of this exact key other than ours (see [`MultipartSession::create`];
-    /// another client uploading the very same key at the very same moment would lose its
-    /// upload: the price of never leaving orphans, paid only after a lost answer).
-    async fn reap_lost_creates(&self) {
-        let Ok(pending) = self
-            .job
-            .store
-            .list_multipart_uploads(self.key.as_str())
-            .await
-        else {
-            return;
-        };
-        for p in pending {
-            if p.key == self.key.as_str() && p.upload_id != self.upload_id {
-                warn!(upload_id = %p.upload_id, "aborting a multipart upload whose creation answer was lost");
-                abort_upload(&self.job, self.index, &p.key, &p.upload_id).await;
-            }
-        }
     }
 
     /// Starts sending part `n` of `len` bytes in the background; `hold` (its byte reservation)
@@ -391,10 +435,7 @@ impl MultipartSession {
         if meta.size != self.bytes {
             return None;
         }
-        let by_token = meta
-            .metadata
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case(UPLOAD_TOKEN_METADATA) && *v == self.token);
+        let by_token = carries_token(&meta, &self.token);
         let by_etag = multipart_etag(&self.receipts).is_some_and(|expected| {
             meta.etag
                 .as_deref()
@@ -435,6 +476,22 @@ impl Drop for MultipartSession {
         );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move { abort_upload(&job, index, &key, &id).await });
+        }
+    }
+}
+
+/// After a `CreateMultipartUpload` answer was lost, aborts the uploads of this exact key other
+/// than `ours` (all of them when no attempt succeeded): the lost attempt created one whose id we
+/// never learnt. Another client uploading the very same key at the very same moment would lose
+/// its upload: the price of never leaving orphans, paid only after a lost answer.
+async fn reap_lost_creates(job: &Job, index: usize, key: &ObjectKey, ours: Option<&UploadId>) {
+    let Ok(pending) = job.store.list_multipart_uploads(key.as_str()).await else {
+        return;
+    };
+    for p in pending {
+        if p.key == key.as_str() && Some(&p.upload_id) != ours {
+            warn!(upload_id = %p.upload_id, "aborting a multipart upload whose creation answer was lost");
+            abort_upload(job, index, &p.key, &p.upload_id).await;
         }
     }
 }

@@ -90,6 +90,9 @@ pub(crate) async fn upload(
         modified: loaded.modified,
         content_type: Some(content_type),
     };
+    // The sample's reservation covers a small file's bytes while they are held; any other
+    // file lets it go before its bodies reserve theirs (holding both could exhaust a small
+    // byte budget with every file slot waiting for more).
     let inline = match (plan, loaded.content) {
         (
             Plan::Single { .. },
@@ -98,7 +101,10 @@ pub(crate) async fn upload(
                 checksum: Some(checksum),
             },
         ) => Some((data, checksum, reserved)),
-        _ => None,
+        _ => {
+            drop(reserved);
+            None
+        }
     };
     (size, send(job, &task, plan, inline).await)
 }

@@ -2,8 +2,8 @@
 //! cannot be re-read, cut into the same life cycle as files.
 //!
 //! Before each part is buffered its bytes are taken from the shared byte budget (1 MiB first,
-//! the rest of the part only when the data keeps coming), so memory stays bounded by
-//! configuration however large the body or the batch. The first bytes decide the content type
+//! traded for more only when the data keeps coming — never one held while waiting for the
+//! other), so memory stays bounded by configuration however large the body or the batch. The first bytes decide the content type
 //! before anything is sent. Data up to the multipart threshold is kept and sent as one PUT;
 //! beyond it a multipart session is created and every full part is sent while the next one is
 //! read. A body that fails, overruns its size limit, or is cancelled ends with the multipart
@@ -173,6 +173,9 @@ struct Cutter {
     session: Option<MultipartSession>,
     /// The next part's number; `None` past S3's 10 000 parts.
     next_part: Option<PartNumber>,
+    /// The reservation that covers the body, past its first MiB, until it is known whether it
+    /// goes in one PUT or multipart (see [`Cutter::grow`]).
+    undecided: Option<OwnedSemaphorePermit>,
     refused: Option<Refusal>,
 }
 
@@ -196,6 +199,7 @@ impl Cutter {
             sniff: Sniffer::default(),
             session: None,
             next_part: Some(PartNumber::FIRST),
+            undecided: None,
             refused: None,
         }
     }
@@ -253,26 +257,18 @@ impl Cutter {
         self.sniff.feed(&bytes, &self.job, &self.key)?;
         let part_size = self.plan.part_size;
         while !bytes.is_empty() {
-            let chunk = match self.current.as_mut() {
-                Some(c) => c,
-                None => {
-                    let first = FIRST_RESERVATION.min(part_size);
-                    let permit = self.job.budget.acquire_bytes(first).await;
-                    self.current
-                        .insert(Chunk::new(self.job.config.checksum, permit))
-                }
-            };
+            if self.current.is_none() {
+                let permit = self.first_reservation().await;
+                self.current = Some(Chunk::new(self.job.config.checksum, permit));
+            }
+            let chunk = self.current.as_ref().expect("the current chunk");
             let room = usize::try_from(part_size - chunk.len).unwrap_or(usize::MAX);
             let piece = bytes.split_to(room.min(bytes.len()));
-            // Grow the reservation to the whole part before holding more than the first MiB.
-            let reserved = chunk.permit.num_permits() as u64 * 1024;
-            if chunk.len + piece.len() as u64 > reserved {
-                let more = self
-                    .job
-                    .budget
-                    .acquire_bytes(part_size.saturating_sub(reserved));
-                chunk.permit.merge(more.await);
+            let first = FIRST_RESERVATION.min(part_size);
+            if chunk.permit.is_some() && !chunk.whole && chunk.len + piece.len() as u64 > first {
+                self.grow().await;
             }
+            let chunk = self.current.as_mut().expect("the current chunk");
             chunk.push(piece);
             if chunk.len == part_size {
                 let full = self.current.take().expect("the current chunk");
@@ -280,6 +276,42 @@ impl Cutter {
             }
         }
         Ok(())
+    }
+
+    /// The reservation of a new chunk's first bytes; none while the reservation made for the
+    /// undecided body covers them.
+    async fn first_reservation(&self) -> Option<OwnedSemaphorePermit> {
+        if self.session.is_none() && self.undecided.is_some() {
+            return None;
+        }
+        let first = FIRST_RESERVATION.min(self.plan.part_size);
+        Some(self.job.budget.acquire_bytes(first).await)
+    }
+
+    /// Before the current chunk holds more than its first MiB, trades that reservation for a
+    /// larger one: until the PUT-or-multipart decision, one for everything up to the threshold
+    /// (in whole parts); after it, the whole part's. Never one held while waiting for the other:
+    /// a body holding some of a small budget and waiting for the rest could wait for ever. The
+    /// bytes read so far are uncovered meanwhile (at most 1 MiB per body being read).
+    async fn grow(&mut self) {
+        let (threshold, part_size) = (self.plan.threshold, self.plan.part_size);
+        let chunk = self.current.as_mut().expect("the current chunk");
+        chunk.whole = true;
+        drop(chunk.permit.take());
+        if self.session.is_none() {
+            let until = threshold.div_ceil(part_size).max(1) * part_size;
+            self.undecided = Some(self.job.budget.acquire_bytes(until).await);
+        } else {
+            chunk.permit = Some(self.job.budget.acquire_bytes(part_size).await);
+        }
+    }
+
+    /// A share of the undecided body's reservation for a held chunk of `len` bytes.
+    fn share_of_undecided(&mut self, len: u64) -> Option<OwnedSemaphorePermit> {
+        let undecided = self.undecided.as_mut()?;
+        let units = usize::try_from(len.div_ceil(1024)).unwrap_or(usize::MAX);
+        let n = units.min(undecided.num_permits());
+        if n == 0 { None } else { undecided.split(n) }
     }
 
     /// A full part: sent if the session is open; else held, and the session opened once the
@@ -294,9 +326,13 @@ impl Cutter {
             let ct = self.sniff.content_type.clone();
             let session = MultipartSession::create(&self.job, self.index, &self.key, ct).await?;
             self.session = Some(session);
-            for chunk in std::mem::take(&mut self.held) {
+            for mut chunk in std::mem::take(&mut self.held) {
+                if chunk.permit.is_none() {
+                    chunk.permit = self.share_of_undecided(chunk.len);
+                }
                 self.send(chunk).await?;
             }
+            self.undecided = None;
         }
         Ok(())
     }
@@ -309,7 +345,7 @@ impl Cutter {
             .ok_or_else(|| transfer::too_many_parts(part_size))?;
         self.next_part = n.next().ok();
         let len = chunk.len;
-        let (body, checksum, permit) = chunk.into_body();
+        let (body, checksum, hold) = chunk.into_body();
         let prepared = Prepared {
             body,
             checksum,
@@ -317,7 +353,7 @@ impl Cutter {
         };
         let session = self.session.as_mut().expect("the session is open");
         let ready = move || std::future::ready(Ok(prepared.clone()));
-        session.send_part(n, len, Some(permit), ready).await
+        session.send_part(n, len, hold, ready).await
     }
 
     /// After the stream: the last checks, then the PUT, the session's end, or its abort.
@@ -372,7 +408,7 @@ impl Cutter {
 async fn join_chunks(
     alg: ChecksumAlgorithm,
     chunks: Vec<Chunk>,
-) -> (Body, Checksum, Vec<OwnedSemaphorePermit>) {
+) -> (Body, Checksum, Vec<Option<OwnedSemaphorePermit>>) {
     match chunks.len() {
         0 => (
             Body::Bytes(Bytes::new()),
@@ -478,17 +514,22 @@ struct Chunk {
     pieces: Vec<Bytes>,
     len: u64,
     hasher: Hasher,
-    permit: OwnedSemaphorePermit,
+    /// The budget that covers the data: the first reservation, then the whole part's (none
+    /// while the body's undecided reservation covers it).
+    permit: Option<OwnedSemaphorePermit>,
+    /// Whether the first reservation was traded (see [`Cutter::grow`]).
+    whole: bool,
 }
 
 impl Chunk {
-    fn new(alg: ChecksumAlgorithm, permit: OwnedSemaphorePermit) -> Chunk {
+    fn new(alg: ChecksumAlgorithm, permit: Option<OwnedSemaphorePermit>) -> Chunk {
         Chunk {
             head: BytesMut::new(),
             pieces: Vec::new(),
             len: 0,
             hasher: Hasher::new(alg),
             permit,
+            whole: false,
         }
     }
 
@@ -503,14 +544,14 @@ impl Chunk {
     }
 
     /// The data in order (the copied head, then the pieces), its checksum and its budget.
-    fn into_parts(self) -> (Vec<Bytes>, Checksum, OwnedSemaphorePermit) {
+    fn into_parts(self) -> (Vec<Bytes>, Checksum, Option<OwnedSemaphorePermit>) {
         let mut all = Vec::with_capacity(1 + self.pieces.len());
         all.push(self.head.freeze());
         all.extend(self.pieces);
         (all, self.hasher.finish(), self.permit)
     }
 
-    fn into_body(self) -> (Body, Checksum, OwnedSemaphorePermit) {
+    fn into_body(self) -> (Body, Checksum, Option<OwnedSemaphorePermit>) {
         let (mut all, checksum, permit) = self.into_parts();
         let body = if all.len() == 1 {
             Body::Bytes(all.pop().expect("the head"))

@@ -286,3 +286,37 @@ async fn a_fifo_is_refused_without_blocking_and_the_others_upload() {
     assert_eq!(e.store_get("fifo/ok.bin").await, data(5000, 9));
     assert!(e.store.head("fifo/pipe.bin").await.unwrap().is_none());
 }
+
+/// A small byte budget (4 MiB) and many files just past `INLINE_MAX` (512 KiB each, 32 file
+/// slots): a file lets go of its sample's reservation before its body reserves its own, so the
+/// slots cannot use the whole budget up while each waits for more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_mid_size_files_finish_within_a_small_byte_budget() {
+    let store = std::sync::Arc::new(uploader_core::MemoryStore::new());
+    let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
+        .with_store(store.clone())
+        .with_concurrency(16)
+        .with_max_buffer(4 * MIB as u64)
+        .build()
+        .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..64u64 {
+        file(src.path(), &format!("f{i:02}.bin"), 512 * 1024, i);
+    }
+    let job = up.upload_dir(
+        src.path(),
+        &KeyPrefix::new("mid").unwrap(),
+        WalkOptions::default(),
+    );
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), job.wait())
+        .await
+        .expect("the job finishes within the byte budget");
+    assert_eq!(
+        report.summary().uploaded,
+        64,
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert_eq!(store.len(), 64);
+}

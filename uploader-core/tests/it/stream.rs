@@ -233,3 +233,37 @@ async fn a_stream_past_10_000_parts_is_refused_not_saturated() {
     assert!((9_990..=10_000).contains(&max_part), "part {max_part} sent");
     assert!(store.aborted.load(Relaxed), "the upload was aborted");
 }
+
+/// A byte budget smaller than one part (4 MiB against 8 MiB parts), several bodies at once:
+/// each body trades its first reservation for its part's instead of holding one while waiting
+/// for the other, so none waits for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_larger_than_a_small_byte_budget_still_finish() {
+    let e = Embedded::start().await;
+    let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
+        .with_store(e.dyn_store())
+        .with_max_buffer(4 * MIB as u64)
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = async {
+        let a = up.upload_stream(0, key("a.bin"), body(20 * MIB, 6), None, &cancel);
+        let b = up.upload_stream(1, key("b.bin"), body(9 * MIB, 7), None, &cancel);
+        let (a, b) = futures::join!(a, b);
+        futures::join!(a.wait(), b.wait())
+    };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the uploads finish within the byte budget");
+    assert!(
+        matches!(a.outcome, FileOutcome::Uploaded { parts: 3, .. }),
+        "{a:?}"
+    );
+    assert!(
+        matches!(b.outcome, FileOutcome::Uploaded { parts: 1, .. }),
+        "{b:?}"
+    );
+    assert_eq!(e.store_get("stream/a.bin").await, data(20 * MIB, 6));
+    assert_eq!(e.store_get("stream/b.bin").await, data(9 * MIB, 7));
+}
