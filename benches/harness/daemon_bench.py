@@ -20,7 +20,7 @@ import sys
 import time
 
 import bench
-from bench import BUCKET, LAB, RES, MiB, Server, base_env, uploader_bin
+from bench import ALLOW_MIME, BUCKET, LAB, RES, MiB, Server, base_env, uploader_bin
 
 RUNS = int(os.environ.get("RUNS", "3"))
 LOAD_CLIENTS = int(os.environ.get("LOAD_CLIENTS", "10"))
@@ -66,7 +66,7 @@ def timed(argv, env):
 
 def cli_once(server, run):
     argv = [uploader_bin(), "upload", "--endpoint-url", server.endpoint, "--force-path-style",
-            "--allow-mime", "application/octet-stream", "--quiet", BIG, f"s3://{BUCKET}/cli-{run}/"]
+            "--allow-mime", ALLOW_MIME, "--quiet", BIG, f"s3://{BUCKET}/cli-{run}/"]
     wall, p = timed(argv, base_env())
     if p.returncode != 0:
         raise RuntimeError(f"CLI upload failed ({p.returncode}): {p.stderr[-2000:]}")
@@ -79,7 +79,7 @@ class Daemon:
         self.addr = f"127.0.0.1:{self.port}"
         argv = [uploader_bin(), "serve", "--listen", self.addr, "--bucket", BUCKET,
                 "--endpoint-url", server.endpoint, "--force-path-style",
-                "--allow-mime", "application/octet-stream", "--quiet"]
+                "--allow-mime", ALLOW_MIME, "--quiet"]
         self.log = open(os.path.join(RES, f"daemon-{server.name}.log"), "w")
         self.proc = subprocess.Popen(argv, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
