@@ -472,15 +472,9 @@ async fn run_matrix(vias: &[Via], cells: impl Fn(Via) -> Vec<Cell>) {
     );
 }
 
-/// Every cell of `via` but the known bugs (which have tests of their own, below).
+/// Every cell of `via`.
 async fn matrix(via: Via) {
-    run_matrix(&[via], |via| {
-        cells(via)
-            .into_iter()
-            .filter(|c| !KNOWN_BUGS.iter().any(|b| b.name() == c.name()))
-            .collect()
-    })
-    .await;
+    run_matrix(&[via], cells).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,9 +499,8 @@ async fn daemon_through_every_fault() {
 
 const ALL_PATHS: [Via; 4] = [Via::LibraryFile, Via::LibraryStream, Via::Cli, Via::Daemon];
 
-/// Cells that find product bugs; each runs on every path in a `bug_` test of its own, which
-/// fails until the bug is fixed (then drop the cell from here: the matrix takes it back).
-const KNOWN_BUGS: [Cell; 2] = [PUT_ANSWERS_LOST, CREATE_ANSWERS_LOST];
+/// Cells that found product bugs (now fixed); they are in the matrix, and each also runs on
+/// every path in a test of its own, named for what it guards.
 const PUT_ANSWERS_LOST: Cell = Cell {
     op: Op::PutObject,
     fault: Fault::DropResponse,
@@ -519,37 +512,35 @@ const CREATE_ANSWERS_LOST: Cell = Cell {
     always: true,
 };
 
-/// BUG (core, every path): every PutObject answer is lost after the server stored the object;
-/// when the attempts run out the file is reported failed (`upstream_error`, retryable) although
-/// it is stored byte for byte. A failed report must mean "not stored": like a lost Complete, a
-/// PUT that failed only by transport after at least one attempt may have landed could be
-/// checked (HEAD: size and checksum, or a token in its metadata) before it is reported.
+/// Every PutObject answer is lost after the server stored the object. Found as a bug: when the
+/// attempts ran out the file was reported failed although it was stored byte for byte. A
+/// failed report must mean "not stored": a PUT that failed after an answer may have been lost
+/// is looked at (HEAD: its size and the write's token in the metadata) before it is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bug_a_put_whose_every_answer_was_lost_is_reported_failed_but_is_stored() {
+async fn a_put_whose_every_answer_was_lost_is_reported_as_stored() {
     run_matrix(&ALL_PATHS, |_| vec![PUT_ANSWERS_LOST]).await;
 }
 
-/// BUG (core, every path): every CreateMultipartUpload answer is lost after the server created
-/// the upload; the file is reported failed and each attempt's upload is left pending (4 on the
-/// library paths and the CLI, 5 on the daemon). `MultipartSession::create` reaps lost creations
-/// only after a creation that succeeded (`attempts > 1`), not when every attempt failed.
+/// Every CreateMultipartUpload answer is lost after the server created the upload. Found as a
+/// bug: the file was reported failed and each attempt's upload was left pending (4 on the
+/// library paths and the CLI, 5 on the daemon), because lost creations were reaped only after
+/// a creation that succeeded. Now they are reaped whenever an answer was lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bug_a_create_whose_every_answer_was_lost_leaves_its_uploads_pending() {
+async fn a_create_whose_every_answer_was_lost_leaves_no_upload_pending() {
     run_matrix(&ALL_PATHS, |_| vec![CREATE_ANSWERS_LOST]).await;
 }
 
-/// BUG (embedded endpoint, uploader-core/src/embedded.rs over s3s-fs 0.14.1): a
-/// CompleteMultipartUpload whose client goes away mid-way (here: a 5 ms read timeout; in the
-/// matrix it was a 1 s one on a busy machine, which is why only stall cells shorten it) loses
-/// the object. s3s-fs deletes the upload id first and then copies the parts into the object,
-/// and the handler's future is dropped when the connection closes: afterwards the upload is
-/// gone (a retry finds NoSuchUpload) and no object was written, so the uploader reports the
-/// file failed and its data is lost on the server. A server must finish (or not start) a
-/// Complete whatever its client does: run it in a task of its own. Here: once the client gave
-/// up, the object appears or the upload stays pending. (The race is lost about two runs in
-/// three; a pass does not prove the fix.)
+/// The embedded endpoint (uploader-core/src/embedded.rs over s3s-fs 0.14.1) and a
+/// CompleteMultipartUpload whose client goes away mid-way (here: a 5 ms read timeout). Found as
+/// a bug: s3s-fs deletes the upload id first and then copies the parts into the object, and the
+/// handler's future was dropped when the connection closed, so afterwards the upload was gone
+/// (a retry found NoSuchUpload) and no object was written. A server must finish (or not start)
+/// a Complete whatever its client does; the Complete now runs in a task of its own. Here: once
+/// the client gave up, the object appears or the upload stays pending. (Before the fix the race
+/// was lost about two runs in three, so one pass alone proves little; the matrix's stall cells
+/// run it too.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bug_the_embedded_endpoint_loses_a_complete_whose_client_went_away() {
+async fn the_embedded_endpoint_finishes_a_complete_whose_client_went_away() {
     use uploader_core::store::PutOptions;
     use uploader_core::{Body, Checksum, ObjectStore, PartNumber};
     let env = Env::start().await;
