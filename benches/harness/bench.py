@@ -171,8 +171,8 @@ def uploader_bin():
     return os.path.normpath(os.path.join(LAB, "..", "..", "target", "release", "uploader"))
 
 
-def uploader(*flags):
-    return lambda e, p, s, pre, w: [uploader_bin(), "upload", "--endpoint-url", e, "--force-path-style",
+def uploader(*flags, binary=uploader_bin):
+    return lambda e, p, s, pre, w: [binary(), "upload", "--endpoint-url", e, "--force-path-style",
                                     "--allow-mime", ALLOW_MIME, "--quiet",
                                     *os.environ.get("UPLOADER_ARGS", "").split(), *flags,
                                     s, f"s3://{BUCKET}/{pre}/"]
@@ -183,6 +183,9 @@ CLIENTS["uploader"] = (uploader(), lambda: {}, ())
 CLIENTS["uploader-c128"] = (uploader("--concurrency", "128"), lambda: {}, ())
 # sequential (one request in flight): the baseline of a "N x vs sequential" claim
 CLIENTS["uploader-c1"] = (uploader("--concurrency", "1"), lambda: {}, ())
+# an earlier build of uploader (UPLOADER_BEFORE_BIN) with the same flags, for before/after
+# figures from one run under the same conditions
+CLIENTS["uploader-before"] = (uploader(binary=lambda: os.environ["UPLOADER_BEFORE_BIN"]), lambda: {}, ())
 OURS = "uploader"  # the client compared with the best peer: `uploader` with its defaults
 
 

@@ -128,32 +128,7 @@ impl EmbeddedS3 {
             .map_err(EmbeddedError::Listen)?;
         let addr = listener.local_addr().map_err(EmbeddedError::Listen)?;
         let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let http = Arc::new(ConnBuilder::new(TokioExecutor::new()));
-            loop {
-                let socket = tokio::select! {
-                    () = stopped.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "embedded S3: accept failed");
-                            continue;
-                        }
-                    },
-                };
-                let _ = socket.set_nodelay(true);
-                let (http, service, stopped) =
-                    (Arc::clone(&http), service.clone(), stopped.clone());
-                tokio::spawn(async move {
-                    let conn = http.serve_connection(TokioIo::new(socket), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        () = stopped.cancelled() => {}
-                    }
-                });
-            }
-        });
+        tokio::spawn(serve(listener, service, stop.clone()));
         tracing::info!(%addr, root = %root.display(), bucket, "embedded S3 endpoint running");
         Ok(EmbeddedS3 {
             addr,
@@ -219,6 +194,32 @@ fn random_token(len: usize) -> String {
     (0..len)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Accepts connections on `listener` and serves `service` on each until `stop`.
+async fn serve(listener: TcpListener, service: s3s::service::S3Service, stop: CancellationToken) {
+    let http = Arc::new(ConnBuilder::new(TokioExecutor::new()));
+    loop {
+        let socket = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "embedded S3: accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let (http, service, stop) = (Arc::clone(&http), service.clone(), stop.clone());
+        tokio::spawn(async move {
+            let conn = http.serve_connection(TokioIo::new(socket), service);
+            tokio::select! {
+                _ = conn => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
 }
 
 /// s3s-fs plus the additions listed in the module docs.
