@@ -6,11 +6,12 @@
 //! Every request goes through [`with_retries`], which takes a permit of the shared budget
 //! before the body is prepared. A multipart upload that fails, or whose job is cancelled, is
 //! aborted before its file is reported; a session dropped without an end (its caller's future
-//! was dropped) aborts in the background. A retried `CompleteMultipartUpload` whose earlier
-//! answer was lost is decided by evidence that identifies *this* upload — the multipart ETag
-//! computed from the part ETags, or the composite checksum read back — never by the error code
-//! or the size alone. [`outcome`] is the one mapping from a transfer's result to a
-//! [`FileOutcome`] (no-clobber, errors, checksum, ETag).
+//! was dropped) aborts in the background. A request whose answer may have been lost is decided
+//! by evidence that identifies *this* write — the random token every write carries in its
+//! metadata, or for a multipart upload the S3 multipart ETag computed from the part ETags or the
+//! composite checksum read back — never by the error code or the size alone; a lost
+//! `CreateMultipartUpload` answer has the uploads it left behind aborted. [`outcome`] is the one
+//! mapping from a transfer's result to a [`FileOutcome`] (no-clobber, errors, checksum, ETag).
 //!
 //! Deliberately left out: reading files and cutting streams (the sources), choosing PUT or
 //! multipart (the plan), and the order of files (the scheduler).
