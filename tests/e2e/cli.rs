@@ -770,3 +770,22 @@ fn tuning_comes_from_the_flag_then_the_environment_then_the_default() {
         .unwrap_or(0);
     assert_eq!(stored, 0);
 }
+
+/// The CLI sends CRC32C unless told otherwise (a probe would cost every run about four round
+/// trips); the daemon probes (`auto`), once, at start-up. Both say so in `--help`.
+#[test]
+fn the_checksum_default_is_crc32c_for_upload_and_auto_for_serve() {
+    let home = tempfile::tempdir().unwrap();
+    for (command, default) in [("upload", "[default: crc32c]"), ("serve", "[default: auto]")] {
+        let out = run(uploader(home.path()).args([command, "--help"]));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let line = help
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("--checksum"))
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(line.contains(default), "{command}: {line}");
+    }
+}

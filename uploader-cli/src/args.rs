@@ -268,6 +268,8 @@ pub struct ConnectionArgs {
 #[command(mut_arg("max_buffer", |a| a
     .default_value(format_size(server::DEFAULT_MAX_BUFFER_BYTES))
     .help("Memory for request data in flight, shared by every HTTP request, e.g. 512MiB")))]
+// The daemon probes the endpoint's checksum once, at start-up: `auto` costs it nothing per request.
+#[command(mut_arg("checksum", |a| a.default_value(server::DEFAULT_CHECKSUM_CHOICE)))]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(

@@ -31,6 +31,10 @@ pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 32;
 /// ([`uploader_core::config::DEFAULT_MAX_BUFFER_BYTES`]): every concurrent request may hold
 /// its first MiB while others grow to the multipart threshold (see [`ServerConfig::validate`]).
 pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 512 * MIB;
+/// The daemon's default checksum choice: `auto`, which probes once at start-up what the endpoint
+/// verifies (the CLI's default is [`uploader_core::config::DEFAULT_CHECKSUM_CHOICE`], CRC32C,
+/// because its probe would be paid on every run).
+pub const DEFAULT_CHECKSUM_CHOICE: &str = "auto";
 /// Shortest accepted bearer token.
 pub const MIN_TOKEN_LEN: usize = 16;
 
