@@ -231,8 +231,8 @@ impl Uploader {
         cancel: &CancellationToken,
     ) -> StreamUpload
     where
-        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
     {
         let job = Arc::new(Job::new(
             Arc::clone(&self.store),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt as _};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::DropGuard;
 
@@ -102,35 +102,13 @@ pub(crate) async fn start<S, E>(
     max_size: Option<u64>,
 ) -> StreamUpload
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
-    E: Display + Send + 'static,
-{
-    let guard = job.cancel.clone().drop_guard();
-    let (consumed, read) = oneshot::channel();
-    let task = tokio::spawn(run(job, index, key, stream, max_size, consumed));
-    let end = read
-        .await
-        .unwrap_or_else(|_| StreamEnd::Broken("the upload ended before the body was read".into()));
-    StreamUpload {
-        index,
-        end,
-        task,
-        _cancel_on_drop: guard,
-    }
-}
-
-async fn run<S, E>(
-    job: Arc<Job>,
-    index: usize,
-    key: ObjectKey,
-    stream: S,
-    max_size: Option<u64>,
-    consumed: oneshot::Sender<StreamEnd>,
-) -> StreamResult
-where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     E: Display,
 {
+    // The body is read in the caller's task (a hand-off per body to another task cost the
+    // daemon a fifth of its small-file batches under load); if the caller's future is dropped
+    // meanwhile, the open multipart session aborts itself. Once the body is read, the rest
+    // runs in a task that the handle cancels when dropped.
     let cfg = &job.config;
     let plan = Plan::for_stream(max_size, cfg.multipart_threshold, cfg.part_size);
     let mut cutter = Cutter::new(Arc::clone(&job), index, key, plan, max_size);
@@ -140,15 +118,23 @@ where
         Err(e) => cutter.refused = Some(Refusal::Fail(e)),
     }
     let end = cutter.read(stream).await;
-    let _ = consumed.send(end);
-    let size = cutter.total;
-    let outcome = cutter.finish().await;
-    StreamResult {
+    let guard = job.cancel.clone().drop_guard();
+    let task = tokio::spawn(async move {
+        let size = cutter.total;
+        let outcome = cutter.finish().await;
+        StreamResult {
+            index,
+            size,
+            outcome,
+            retries: job.retries.load(std::sync::atomic::Ordering::Relaxed),
+            aborted: job.aborted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        }
+    });
+    StreamUpload {
         index,
-        size,
-        outcome,
-        retries: job.retries.load(std::sync::atomic::Ordering::Relaxed),
-        aborted: job.aborted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        end,
+        task,
+        _cancel_on_drop: guard,
     }
 }
 
@@ -465,13 +451,15 @@ impl Sniffer {
         let take = (SNIFF_WINDOW - self.head.len()).min(bytes.len());
         self.head.extend_from_slice(&bytes[..take]);
         if self.head.len() == SNIFF_WINDOW {
-            self.decide(job, key, None)?;
+            self.decide(job, key, false)?;
         }
         Ok(())
     }
 
-    fn decide(&mut self, job: &Job, key: &ObjectKey, tail: Option<&[u8]>) -> Result<(), FileError> {
+    /// Sniffs the head (and the tail, `with_tail`) and records the content type.
+    fn decide(&mut self, job: &Job, key: &ObjectKey, with_tail: bool) -> Result<(), FileError> {
         let cfg = &job.config;
+        let tail = with_tail.then(|| &*self.tail.bytes());
         let mime = sniff::check(&cfg.mime, &self.head, tail, key.as_str())?;
         self.content_type = Some(cfg.content_type.clone().unwrap_or_else(|| mime.into()));
         Ok(())
@@ -480,11 +468,8 @@ impl Sniffer {
     /// At the end: a body shorter than the window is judged on what there is; a longer one
     /// is checked for an appended archive (a polyglot shows at the end).
     fn last_checks(&mut self, job: &Job, key: &ObjectKey) -> Result<(), FileError> {
-        if self.head.len() < SNIFF_WINDOW {
-            return self.decide(job, key, None);
-        }
-        let tail = self.tail.bytes().to_vec();
-        self.decide(job, key, Some(&tail))
+        let with_tail = self.head.len() == SNIFF_WINDOW;
+        self.decide(job, key, with_tail)
     }
 }
 
