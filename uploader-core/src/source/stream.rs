@@ -459,7 +459,7 @@ impl Sniffer {
     /// Sniffs the head (and the tail, `with_tail`) and records the content type.
     fn decide(&mut self, job: &Job, key: &ObjectKey, with_tail: bool) -> Result<(), FileError> {
         let cfg = &job.config;
-        let tail = with_tail.then(|| &*self.tail.bytes());
+        let tail = with_tail.then(|| self.tail.bytes());
         let mime = sniff::check(&cfg.mime, &self.head, tail, key.as_str())?;
         self.content_type = Some(cfg.content_type.clone().unwrap_or_else(|| mime.into()));
         Ok(())
