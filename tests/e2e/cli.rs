@@ -776,7 +776,10 @@ fn tuning_comes_from_the_flag_then_the_environment_then_the_default() {
 #[test]
 fn the_checksum_default_is_crc32c_for_upload_and_auto_for_serve() {
     let home = tempfile::tempdir().unwrap();
-    for (command, default) in [("upload", "[default: crc32c]"), ("serve", "[default: auto]")] {
+    for (command, default) in [
+        ("upload", "[default: crc32c]"),
+        ("serve", "[default: auto]"),
+    ] {
         let out = run(uploader(home.path()).args([command, "--help"]));
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         let help = String::from_utf8_lossy(&out.stdout);
