@@ -60,6 +60,60 @@ fn may_have_landed(e: &StoreError) -> bool {
     matches!(e, StoreError::Timeout { .. } | StoreError::Network { .. })
 }
 
+/// What the attempts of one request went through.
+#[derive(Debug, Default, Clone, Copy)]
+struct Attempts {
+    /// The request was sent more than once.
+    retried: bool,
+    /// An attempt failed in a way that may have left it executed (its answer lost).
+    lost: bool,
+}
+
+impl Attempts {
+    /// Whether a request that ended with `result` must be checked against the store before it
+    /// is reported: it failed after an answer may have been lost, or on a retry (moto completes
+    /// again, rclone says NoSuchUpload, s3s-fs AccessDenied; a no-clobber PUT's retry gets 412),
+    /// or it was cancelled after a lost answer.
+    fn must_check<T>(self, result: &Result<T, TransferError>) -> bool {
+        match result {
+            Err(TransferError::Store(_)) => self.retried || self.lost,
+            Err(TransferError::Cancelled) => self.lost,
+            _ => false,
+        }
+    }
+}
+
+/// [`with_retries`], noting what the attempts went through.
+async fn with_retries_noting<'a, T: Send>(
+    job: &'a Job,
+    index: usize,
+    interrupt: Interrupt,
+    mut op: impl FnMut() -> futures::future::BoxFuture<'a, Result<T, TransferError>> + Send,
+) -> (Result<T, TransferError>, Attempts) {
+    let count = std::sync::atomic::AtomicU32::new(0);
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let (count_ref, lost_ref) = (&count, &lost);
+    let result = with_retries(job, index, interrupt, || {
+        count_ref.fetch_add(1, Ordering::Relaxed);
+        let attempt = op();
+        Box::pin(async move {
+            let r = attempt.await;
+            if let Err(TransferError::Store(e)) = &r
+                && may_have_landed(e)
+            {
+                lost_ref.store(true, Ordering::Relaxed);
+            }
+            r
+        })
+    })
+    .await;
+    let attempts = Attempts {
+        retried: count.load(Ordering::Relaxed) > 1,
+        lost: lost.load(Ordering::Relaxed),
+    };
+    (result, attempts)
+}
+
 /// The reason reported when no-clobber finds the key.
 pub(crate) const ALREADY_EXISTS: &str = "the key already exists (no-clobber)";
 
@@ -171,10 +225,7 @@ where
     let token = new_token();
     let opts = put_options(&job.config, content_type, &token);
     let (opts, prepared_ref, prepare) = (&opts, &prepared, &prepare);
-    let mut attempts = 0u32;
-    let counter = &mut attempts;
-    let put = with_retries(job, index, Interrupt::No, || {
-        *counter += 1;
+    let (put, attempts) = with_retries_noting(job, index, Interrupt::No, || {
         Box::pin(async move {
             let p = prepared_ref.get_or_try_init(prepare).await?;
             let opts = PutOptions {
@@ -185,18 +236,17 @@ where
         })
     })
     .await;
-    let put = match put {
-        Err(TransferError::Store(e)) if attempts > 1 || may_have_landed(&e) => {
-            let size = prepared.get().map(|p| p.body.len());
-            match written_by(job, key, size, &token).await {
-                Some(meta) => {
-                    warn!(%key, error = %e, "the PUT failed, but the object is this write's: an answer was lost");
-                    PutResult { etag: meta.etag }
-                }
-                None => return Err(TransferError::Store(e)),
+    let put = if attempts.must_check(&put) {
+        let size = prepared.get().map(|p| p.body.len());
+        match written_by(job, key, size, &token).await {
+            Some(meta) => {
+                warn!(%key, "the PUT did not answer, but the object is this write's: an answer was lost");
+                PutResult { etag: meta.etag }
             }
+            None => put?,
         }
-        other => other?,
+    } else {
+        put?
     };
     let p = prepared
         .into_inner()
@@ -257,19 +307,11 @@ impl MultipartSession {
         let mut opts = put_options(&job.config, content_type, &token);
         opts.checksum_algorithm = Some(job.config.checksum);
         let opts = &opts;
-        let lost = std::sync::atomic::AtomicBool::new(false);
-        let lost_ref = &lost;
-        let created = with_retries(job, index, Interrupt::No, || {
-            Box::pin(async move {
-                let r = job.store.create_multipart(key, opts).await;
-                if r.as_ref().is_err_and(may_have_landed) {
-                    lost_ref.store(true, Ordering::Relaxed);
-                }
-                Ok(r?)
-            })
+        let (created, attempts) = with_retries_noting(job, index, Interrupt::No, || {
+            Box::pin(async move { Ok(job.store.create_multipart(key, opts).await?) })
         })
         .await;
-        let lost = lost.load(Ordering::Relaxed);
+        let lost = attempts.lost;
         let upload_id = match created {
             Ok(id) => id,
             Err(e) => {
@@ -409,22 +451,19 @@ impl MultipartSession {
     /// the size alone (an older object of the same size would pass).
     async fn send_complete(&self) -> Result<PutResult, TransferError> {
         let (job, key, id, parts) = (&*self.job, &self.key, &self.upload_id, &self.receipts);
-        let mut attempts = 0u32;
-        let counter = &mut attempts;
-        let result = with_retries(job, self.index, Interrupt::No, || {
-            *counter += 1;
+        let (result, attempts) = with_retries_noting(job, self.index, Interrupt::No, || {
             Box::pin(async move { Ok(job.store.complete_multipart(key, id, parts).await?) })
         })
         .await;
-        match result {
-            Err(TransferError::Store(e)) if attempts > 1 => match self.stored_evidence().await {
-                Some(etag) => {
-                    warn!(upload_id = %id, error = %e, "a retried CompleteMultipartUpload failed, but the object is this upload's: its first answer was lost");
-                    Ok(PutResult { etag })
-                }
-                None => Err(TransferError::Store(e)),
-            },
-            other => other,
+        if !attempts.must_check(&result) {
+            return result;
+        }
+        match self.stored_evidence().await {
+            Some(etag) => {
+                warn!(upload_id = %id, "CompleteMultipartUpload did not answer, but the object is this upload's: an answer was lost");
+                Ok(PutResult { etag })
+            }
+            None => result,
         }
     }
 

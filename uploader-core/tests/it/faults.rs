@@ -336,3 +336,52 @@ async fn streamed_and_buffered_bodies_both_survive_retries() {
     assert_eq!(e.store_get("budget/one-mib.bin").await, data(MIB, 4));
     assert!(e.store.list_multipart_uploads_all().await.is_empty());
 }
+
+/// A PUT whose answer was lost, then the job cancelled while it waits to retry: the object
+/// landed, so the file is reported uploaded (the write's token identifies it), not cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_cancelled_after_a_lost_answer_is_reported_as_stored() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(uploader_core::MemoryStore::new());
+    let faulty = Arc::new(FaultyStore::new(
+        Arc::clone(&mem),
+        vec![FaultRule::always(Operation::Put, Fault::DropResponse)],
+    ));
+    let up = Uploader::builder()
+        .with_mime_policy(crate::common::binary_ok())
+        .with_store(faulty.clone())
+        .with_retry(RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(30),
+        })
+        .build()
+        .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let key = ObjectKey::derive(&KeyPrefix::new("lost").unwrap(), "small.bin").unwrap();
+    let path = file(src.path(), "small.bin", 1000, 9);
+    let job = up.upload_files(vec![UploadItem { path, key }]);
+    // The first attempt lands and its answer is lost; the retry then waits up to 30 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while faulty.fired(0) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the PUT was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = tokio::time::timeout(Duration::from_secs(10), job.abort())
+        .await
+        .expect("cancelling interrupts the wait");
+    assert!(
+        matches!(
+            report.files[0].outcome,
+            uploader_core::FileOutcome::Uploaded { .. }
+        ),
+        "{:?}",
+        report.files[0].outcome
+    );
+    assert_eq!(
+        mem.get("lost/small.bin").await.unwrap().unwrap(),
+        data(1000, 9)
+    );
+}
