@@ -218,6 +218,8 @@ async fn handle(
             .is_some_and(|n| shared.stats.faults.load(Ordering::Relaxed) >= n);
         let targeted = !spent && shared.plan.ops.contains(&op) && !shared.plan.faults.is_empty();
         if targeted && rng.random::<f64>() < shared.plan.rate {
+            // Counted while the lock is held, so concurrent requests cannot overrun the limit.
+            shared.stats.faults.fetch_add(1, Ordering::Relaxed);
             Some(shared.plan.faults[rng.random_range(0..shared.plan.faults.len())])
         } else {
             None
@@ -226,7 +228,6 @@ async fn handle(
     let Some(fault) = fault else {
         return forward(&shared, req).await;
     };
-    shared.stats.faults.fetch_add(1, Ordering::Relaxed);
     match fault {
         Fault::InternalError => Ok(s3_error(500, "InternalError")),
         Fault::SlowDown => Ok(s3_error(503, "SlowDown")),
