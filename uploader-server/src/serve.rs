@@ -43,7 +43,6 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         config.auth_tokens(),
         Some(Arc::clone(store)),
     );
-    crate::metrics::handle();
     let router = app(state.clone());
 
     let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);
