@@ -1,7 +1,9 @@
 //! `uploader-core`: bounded-concurrency, streaming, checksummed uploads to S3.
 //!
-//! The pipeline is walk → key → plan → schedule → transfer → report, one module per stage,
-//! with [`store`] at the edge. Every behaviour of the CLI and the daemon lives here.
+//! The pipeline is walk → key → sniff → plan → schedule → transfer → report, one module per
+//! stage, with [`store`] at the edge. The transfer is one upload life cycle (single PUT or
+//! multipart session) fed by two body sources, files and network streams ([`source`]). Every
+//! behaviour of the CLI and the daemon lives here.
 //!
 //! ```no_run
 //! use std::sync::Arc;
