@@ -76,3 +76,15 @@ pub fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, bytes).unwrap();
 }
+
+/// Waits (up to 10 s) until the endpoint has no pending multipart upload.
+pub async fn until_no_pending(e: &Embedded) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !e.store.list_multipart_uploads_all().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload was never aborted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -15,7 +15,7 @@ use uploader_core::{
     PendingUpload, StoreError, UploadId, Uploader,
 };
 
-use crate::common::{Embedded, ListAll as _, MIB, data};
+use crate::common::{Embedded, ListAll as _, MIB, data, until_no_pending};
 
 fn uploader(store: Arc<dyn ObjectStore>) -> Uploader {
     Uploader::builder()
@@ -49,17 +49,6 @@ fn slow_parts(e: &Embedded) -> Arc<FaultyStore> {
             Fault::Delay(Duration::from_millis(300)),
         )],
     ))
-}
-
-async fn until_no_pending(e: &Embedded) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !e.store.list_multipart_uploads_all().await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the upload was never aborted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
