@@ -349,6 +349,8 @@ impl Cutter {
         {
             self.refuse(e);
         }
+        // The sniff windows (up to 72 KiB) are not held while the body waits for its requests.
+        self.sniff.release();
         if self.refused.is_none()
             && self.session.is_some()
             && let Some(last) = self.current.take()
@@ -463,6 +465,12 @@ impl Sniffer {
         let mime = sniff::check(&cfg.mime, &self.head, tail, key.as_str())?;
         self.content_type = Some(cfg.content_type.clone().unwrap_or_else(|| mime.into()));
         Ok(())
+    }
+
+    /// Frees the windows once the content is judged.
+    fn release(&mut self) {
+        self.head = Vec::new();
+        self.tail = TailBuffer::default();
     }
 
     /// At the end: a body shorter than the window is judged on what there is; a longer one
