@@ -60,18 +60,4 @@ pub(crate) fn file_error(e: &StoreError) -> FileError {
     FileError::new(code, error_chain(e), e.is_retryable())
 }
 
-/// An error and its sources, joined with ": " (a source already quoted by its parent is not
-/// repeated).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let msg = inner.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        src = inner.source();
-    }
-    s
-}
+pub use crate::store::error_chain;

@@ -1,26 +1,18 @@
-//! Job: the state shared by the files of one job, and the scheduler loop that runs them.
-//!
-//! The loop takes inputs in order, refuses a key already used in this job (`duplicate_key`),
-//! starts at most `2 × concurrency` file tasks at once (enough to keep every request slot busy
-//! with small files while others are being read), and gathers one report per input, in input
-//! order. What a file task does is the file source's business ([`crate::source::file`]).
+//! Job: the state shared by the files of one job (or by one streamed body): the store, the
+//! budget, the configuration, cancellation, events and counters. The loop that runs a job's
+//! files is `driver`; what one file or body goes through is the sources' and the transfer's.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio::sync::mpsc::{Receiver, UnboundedSender};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UploadConfig;
-use crate::key::ObjectKey;
-use crate::report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report};
+use crate::report::{Event, FileOutcome, FileReport};
 use crate::schedule::Budget;
 use crate::store::ObjectStore;
-use crate::walk::Input;
 
 /// State shared by every file of one job (or by one streamed body).
 pub(crate) struct Job {
@@ -61,14 +53,14 @@ impl Job {
     }
 
     /// With fail-fast, the first failure cancels the job.
-    fn fail_fast(&self) {
+    pub(crate) fn fail_fast(&self) {
         if self.config.fail_fast {
             self.cancel.cancel();
         }
     }
 
     /// The report of input `index`, announced as finished.
-    fn finish(
+    pub(crate) fn finish(
         &self,
         index: usize,
         source: String,
@@ -90,84 +82,4 @@ impl Job {
         self.emit(Event::Finished(Box::new(r.clone())));
         r
     }
-}
-
-/// The scheduler loop: takes inputs in order, refuses duplicates, spawns a bounded number of
-/// file tasks, and gathers one report per input.
-pub(crate) async fn run(job: Arc<Job>, mut rx: Receiver<Input>) -> Report {
-    let started = Instant::now();
-    let slots = Arc::new(Semaphore::new(job.budget.max_requests() * 2));
-    let mut tasks: JoinSet<FileReport> = JoinSet::new();
-    let mut done: Vec<FileReport> = Vec::new();
-    let mut keys: HashMap<ObjectKey, usize> = HashMap::new();
-    let mut index = 0usize;
-
-    while let Some(input) = rx.recv().await {
-        let i = index;
-        index += 1;
-        let (path, key) = match input {
-            Input::File { path, key } => (path, key),
-            Input::Skip {
-                source,
-                key,
-                reason,
-            } => {
-                done.push(job.finish(i, source, key, 0, FileOutcome::Skipped { reason }));
-                continue;
-            }
-            Input::Fail { source, key, error } => {
-                done.push(job.finish(i, source, key, 0, FileOutcome::Failed { error }));
-                continue;
-            }
-        };
-        let source = path.display().to_string();
-        if let Some(refused) = refuse(&job, &keys, &key) {
-            let key = Some(key.into_string());
-            done.push(job.finish(i, source, key, 0, FileOutcome::Failed { error: refused }));
-            continue;
-        }
-        keys.insert(key.clone(), i);
-        let permit = Arc::clone(&slots)
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let job = Arc::clone(&job);
-        tasks.spawn(async move {
-            let _permit = permit;
-            let t0 = Instant::now();
-            let (size, outcome) = crate::source::file::upload(&job, i, path, key.clone()).await;
-            let mut r = job.finish(i, source, Some(key.into_string()), size, outcome);
-            r.elapsed = t0.elapsed();
-            r
-        });
-        // Collect finished tasks as we go so their memory is not held until the end.
-        while let Some(r) = tasks.try_join_next() {
-            done.push(r.expect("file tasks do not panic"));
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        done.push(r.expect("file tasks do not panic"));
-    }
-    done.sort_by_key(|r| r.index);
-    Report {
-        files: done,
-        elapsed: started.elapsed(),
-        retries: job.retries.load(Ordering::Relaxed),
-        aborted_multipart: job.aborted.load(Ordering::Relaxed),
-        cancelled: job.cancel.is_cancelled(),
-    }
-}
-
-/// Why an input is refused before it starts: its key is taken, or the job is cancelled.
-fn refuse(job: &Job, keys: &HashMap<ObjectKey, usize>, key: &ObjectKey) -> Option<FileError> {
-    if let Some(first) = keys.get(key) {
-        return Some(FileError::new(
-            ErrorCode::DuplicateKey,
-            format!("input #{first} already maps to key {key:?}"),
-            false,
-        ));
-    }
-    job.cancel
-        .is_cancelled()
-        .then(|| FileError::new(ErrorCode::Cancelled, "the upload was cancelled", true))
 }

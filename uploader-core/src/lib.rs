@@ -47,6 +47,7 @@ pub mod checksum;
 pub mod cleanup;
 pub mod config;
 pub mod connect;
+mod driver;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod env;

@@ -390,6 +390,22 @@ impl StoreError {
     }
 }
 
+/// An error and its sources, joined with ": " (a source already quoted by its parent is not
+/// repeated).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let msg = inner.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        src = inner.source();
+    }
+    s
+}
+
 /// An S3-shaped object store. Object-safe: use it as `Arc<dyn ObjectStore>`.
 ///
 /// Writes take an [`ObjectKey`], so nothing but a sanitized key is ever written; the operations

@@ -1,7 +1,7 @@
 //! Transfer: the one upload life cycle, shared by every body source (files and network
 //! streams). A body goes either in one PUT ([`put_single`]) or through a [`MultipartSession`]:
 //! create → parts in parallel → complete (with lost-answer recovery), or abort. Each is written
-//! once here; the sources ([`crate::source`]) only produce bodies.
+//! once here; the sources (`source::file`, `source::stream`) only produce bodies.
 //!
 //! Every request goes through [`with_retries`], which takes a permit of the shared budget
 //! before the body is prepared. A multipart upload that fails, or whose job is cancelled, is

@@ -207,7 +207,7 @@ impl Uploader {
         if let Some(f) = feeder {
             tokio::spawn(f);
         }
-        let join = tokio::spawn(crate::job::run(job, rx));
+        let join = tokio::spawn(crate::driver::run(job, rx));
         UploadHandle {
             cancel,
             join: Some(join),

@@ -1,5 +1,5 @@
 //! The state every request shares, and the request extensions the middleware hands to the
-//! handlers. Imported by the router ([`crate::app`]) and by the handlers alike, so neither
+//! handlers. Imported by the router (`app`) and by the handlers alike, so neither
 //! imports the other.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -164,7 +164,7 @@ pub struct S3Store {
 
 impl S3Store {
     /// Builds the client. Resolves region and profile but sends nothing; credential problems
-    /// surface on the first request (see [`crate::validate`] to check up front).
+    /// surface on the first request (`validate::check` checks up front).
     pub async fn connect(cfg: &S3Config) -> Result<S3Store, EndpointError> {
         cfg.check_endpoint()?;
         let endpoint = cfg.effective_endpoint();
@@ -265,7 +265,7 @@ where
         SdkError::DispatchFailure(d) if d.is_timeout() => StoreError::Timeout { operation },
         SdkError::DispatchFailure(d) => {
             let source: super::BoxError = match d.as_connector_error() {
-                Some(c) => crate::error::error_chain(c).into(),
+                Some(c) => super::error_chain(c).into(),
                 None => format!("{d:?}").into(),
             };
             StoreError::Network { operation, source }
@@ -291,7 +291,7 @@ where
         }
         other => StoreError::Other {
             operation,
-            message: crate::error::error_chain(&other),
+            message: super::error_chain(&other),
         },
     }
 }
