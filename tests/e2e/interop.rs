@@ -5,21 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use uploader_core::{EmbeddedS3, S3Config, StaticCredentials};
+use uploader_core::EmbeddedS3;
 use uploader_e2e::servers::{ThirdParty, boto3_get};
 use uploader_e2e::{data, describe, json_lines, run, uploader, write};
 
-const MIB: usize = 1024 * 1024;
+use crate::harness::Target;
 
-/// The server under test, however it runs.
-struct Target {
-    name: &'static str,
-    endpoint: String,
-    bucket: String,
-    creds: StaticCredentials,
-    /// Whether a no-clobber upload may rely on the server (rclone ignores If-None-Match).
-    s3: S3Config,
-}
+const MIB: usize = 1024 * 1024;
 
 fn tree(root: &Path) -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let files = vec![
@@ -164,29 +156,13 @@ async fn check_daemon(t: &Target) {
     }
 }
 
-fn third_party(s: &ThirdParty, name: &'static str) -> Target {
-    Target {
-        name,
-        endpoint: s.endpoint.clone(),
-        bucket: s.bucket.clone(),
-        creds: s.credentials.clone(),
-        s3: s.s3_config(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let server = EmbeddedS3::start(dir.path(), "interop-bucket")
         .await
         .unwrap();
-    let t = Target {
-        name: "embedded",
-        endpoint: server.endpoint_url(),
-        bucket: "interop-bucket".into(),
-        creds: server.credentials().clone(),
-        s3: server.s3_config(),
-    };
+    let t = Target::embedded(&server);
     check_cli_upload(&t).await;
     check_daemon(&t).await;
 }
@@ -194,7 +170,7 @@ async fn embedded_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rclone_serve_s3() {
     let server = ThirdParty::rclone();
-    let t = third_party(&server, "rclone");
+    let t = Target::third_party(&server, "rclone");
     check_cli_upload(&t).await;
     check_daemon(&t).await;
 }
@@ -202,7 +178,7 @@ async fn rclone_serve_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_server() {
     let server = ThirdParty::moto().await;
-    let t = third_party(&server, "moto");
+    let t = Target::third_party(&server, "moto");
     check_cli_upload(&t).await;
     check_daemon(&t).await;
 }

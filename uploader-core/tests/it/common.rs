@@ -88,3 +88,15 @@ pub async fn until_no_pending(e: &Embedded) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The endpoint with parts that take 300 ms, so an upload is surely open when a test acts.
+pub fn slow_parts(e: &Embedded) -> Arc<uploader_core::store::FaultyStore> {
+    use uploader_core::store::{Fault, FaultRule, FaultyStore, Operation};
+    Arc::new(FaultyStore::new(
+        e.dyn_store(),
+        vec![FaultRule::always(
+            Operation::UploadPart,
+            Fault::Delay(std::time::Duration::from_millis(300)),
+        )],
+    ))
+}

@@ -166,22 +166,12 @@ async fn a_lost_complete_response_is_recognised_as_success() {
     assert!(e.store.list_multipart_uploads_all().await.is_empty());
 }
 
-/// Slow parts, so that the job is surely mid-upload when it is cancelled.
-fn slow(e: &Embedded) -> Arc<FaultyStore> {
-    Arc::new(FaultyStore::new(
-        e.dyn_store(),
-        vec![FaultRule::always(
-            Operation::UploadPart,
-            Fault::Delay(Duration::from_millis(300)),
-        )],
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_mid_upload_aborts_open_multipart_uploads() {
     let e = Embedded::start().await;
     let src = tempfile::tempdir().unwrap();
-    let mut job = uploader(slow(&e), 3).upload_files(inputs(src.path(), "cancel"));
+    let mut job =
+        uploader(crate::common::slow_parts(&e), 3).upload_files(inputs(src.path(), "cancel"));
     let mut events = job.events().unwrap();
     // Wait until the multipart upload exists, then cancel.
     loop {
@@ -210,7 +200,7 @@ async fn cancelling_mid_upload_aborts_open_multipart_uploads() {
 async fn dropping_the_handle_aborts_open_multipart_uploads() {
     let e = Embedded::start().await;
     let src = tempfile::tempdir().unwrap();
-    let job = uploader(slow(&e), 3).upload_files(inputs(src.path(), "drop"));
+    let job = uploader(crate::common::slow_parts(&e), 3).upload_files(inputs(src.path(), "drop"));
     loop {
         if !e.store.list_multipart_uploads_all().await.is_empty() {
             break;

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use uploader_core::store::{Fault, FaultRule, FaultyStore, Operation};
 use uploader_core::store::{ObjectMeta, PartReceipt, PutOptions, PutResult};
 use uploader_core::{
     Body, Checksum, ErrorCode, FileOutcome, KeyPrefix, ObjectKey, ObjectStore, PartNumber,
     PendingUpload, StoreError, UploadId, Uploader,
 };
 
-use crate::common::{Embedded, ListAll as _, MIB, data, until_no_pending};
+use crate::common::{Embedded, ListAll as _, MIB, data, slow_parts, until_no_pending};
 
 fn uploader(store: Arc<dyn ObjectStore>) -> Uploader {
     Uploader::builder()
@@ -38,17 +37,6 @@ fn body(len: usize, seed: u64) -> impl futures::Stream<Item = Result<Bytes, Infa
 
 fn key(name: &str) -> ObjectKey {
     ObjectKey::derive(&KeyPrefix::new("stream").unwrap(), name).unwrap()
-}
-
-/// Parts that take 300 ms, so the upload is surely open when the test acts.
-fn slow_parts(e: &Embedded) -> Arc<FaultyStore> {
-    Arc::new(FaultyStore::new(
-        e.dyn_store(),
-        vec![FaultRule::always(
-            Operation::UploadPart,
-            Fault::Delay(Duration::from_millis(300)),
-        )],
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
