@@ -79,45 +79,72 @@ pub(crate) enum Interrupt {
     No,
 }
 
+/// What the attempts of one request went through.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Attempts {
+    /// The request was sent more than once.
+    pub retried: bool,
+    /// An attempt failed in a way that may have left it executed (its answer lost).
+    pub lost: bool,
+}
+
 /// Runs `op` under a budget permit, retrying retryable failures with backoff. Cancellation
 /// interrupts the waits, and the request itself when `interrupt` allows.
 pub(crate) async fn with_retries<'a, T>(
     job: &'a Job,
     index: usize,
     interrupt: Interrupt,
-    mut op: impl FnMut() -> BoxFuture<'a, Result<T, TransferError>>,
+    op: impl FnMut() -> BoxFuture<'a, Result<T, TransferError>>,
 ) -> Result<T, TransferError> {
+    with_retries_noting(job, index, interrupt, op).await.0
+}
+
+/// [`with_retries`], also telling what the attempts went through (for the requests whose lost
+/// answers must be looked for).
+pub(crate) async fn with_retries_noting<'a, T>(
+    job: &'a Job,
+    index: usize,
+    interrupt: Interrupt,
+    mut op: impl FnMut() -> BoxFuture<'a, Result<T, TransferError>>,
+) -> (Result<T, TransferError>, Attempts) {
     let policy = job.config.retry;
     let mut attempt = 1;
+    let mut noted = Attempts::default();
     loop {
         let permit = tokio::select! {
             biased;
-            () = job.cancel.cancelled() => return Err(TransferError::Cancelled),
+            () = job.cancel.cancelled() => return (Err(TransferError::Cancelled), noted),
             p = job.budget.acquire() => p,
         };
         let result = if interrupt == Interrupt::Yes {
             tokio::select! {
                 biased;
-                () = job.cancel.cancelled() => return Err(TransferError::Cancelled),
+                () = job.cancel.cancelled() => return (Err(TransferError::Cancelled), noted),
                 r = op() => r,
             }
         } else {
             op().await
         };
         drop(permit);
+        if let Err(TransferError::Store(e)) = &result
+            && e.may_have_landed()
+        {
+            noted.lost = true;
+        }
         match result {
             Err(TransferError::Store(e)) if policy.should_retry(attempt, &e) => {
                 let wait = policy.backoff(attempt, &e);
                 debug!(attempt, ?wait, error = %e, "retrying");
                 job.retries.fetch_add(1, Ordering::Relaxed);
                 job.emit(Event::Retry { index, attempt });
+                noted.retried = true;
                 tokio::select! {
-                    () = job.cancel.cancelled() => return Err(TransferError::Cancelled),
+                    () = job.cancel.cancelled() => return (Err(TransferError::Cancelled), noted),
                     () = tokio::time::sleep(wait) => {}
                 }
                 attempt += 1;
             }
-            other => return other,
+            other => return (other, noted),
         }
     }
 }

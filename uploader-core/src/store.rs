@@ -357,6 +357,15 @@ impl StoreError {
         }
     }
 
+    /// Whether the request may still have been executed although it failed: no answer came
+    /// (a timeout, a broken connection), so it may have been lost after the service acted.
+    pub fn may_have_landed(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Timeout { .. } | StoreError::Network { .. }
+        )
+    }
+
     /// The kind of a service error (`None` for failures to get an answer, and local ones).
     pub fn kind(&self) -> Option<ServiceErrorKind> {
         match self {

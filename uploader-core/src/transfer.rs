@@ -31,10 +31,9 @@ use crate::error::TransferError;
 use crate::job::Job;
 use crate::key::ObjectKey;
 use crate::report::{ErrorCode, Event, FileError, FileOutcome};
-use crate::retry::{Interrupt, with_retries};
+use crate::retry::{Attempts, Interrupt, with_retries, with_retries_noting};
 use crate::store::{
-    Body, ObjectMeta, PartNumber, PartReceipt, PutOptions, PutResult, ServiceErrorKind, StoreError,
-    UploadId,
+    Body, ObjectMeta, PartNumber, PartReceipt, PutOptions, PutResult, ServiceErrorKind, UploadId,
 };
 
 /// User metadata (`x-amz-meta-uploader-upload`) that marks every object we write (PUT or
@@ -55,63 +54,16 @@ fn carries_token(meta: &ObjectMeta, token: &str) -> bool {
         .any(|(k, v)| k.eq_ignore_ascii_case(UPLOAD_TOKEN_METADATA) && v == token)
 }
 
-/// Whether a request that failed this way may still have been executed (its answer lost).
-fn may_have_landed(e: &StoreError) -> bool {
-    matches!(e, StoreError::Timeout { .. } | StoreError::Network { .. })
-}
-
-/// What the attempts of one request went through.
-#[derive(Debug, Default, Clone, Copy)]
-struct Attempts {
-    /// The request was sent more than once.
-    retried: bool,
-    /// An attempt failed in a way that may have left it executed (its answer lost).
-    lost: bool,
-}
-
-impl Attempts {
-    /// Whether a request that ended with `result` must be checked against the store before it
-    /// is reported: it failed after an answer may have been lost, or on a retry (moto completes
-    /// again, rclone says NoSuchUpload, s3s-fs AccessDenied; a no-clobber PUT's retry gets 412),
-    /// or it was cancelled after a lost answer.
-    fn must_check<T>(self, result: &Result<T, TransferError>) -> bool {
-        match result {
-            Err(TransferError::Store(_)) => self.retried || self.lost,
-            Err(TransferError::Cancelled) => self.lost,
-            _ => false,
-        }
+/// Whether a request that ended with `result` must be checked against the store before it is
+/// reported: it failed after an answer may have been lost, or on a retry (moto completes again,
+/// rclone says NoSuchUpload, s3s-fs AccessDenied; a no-clobber PUT's retry gets 412), or it was
+/// cancelled after a lost answer.
+fn must_check<T>(attempts: Attempts, result: &Result<T, TransferError>) -> bool {
+    match result {
+        Err(TransferError::Store(_)) => attempts.retried || attempts.lost,
+        Err(TransferError::Cancelled) => attempts.lost,
+        _ => false,
     }
-}
-
-/// [`with_retries`], noting what the attempts went through.
-async fn with_retries_noting<'a, T: Send>(
-    job: &'a Job,
-    index: usize,
-    interrupt: Interrupt,
-    mut op: impl FnMut() -> futures::future::BoxFuture<'a, Result<T, TransferError>> + Send,
-) -> (Result<T, TransferError>, Attempts) {
-    let count = std::sync::atomic::AtomicU32::new(0);
-    let lost = std::sync::atomic::AtomicBool::new(false);
-    let (count_ref, lost_ref) = (&count, &lost);
-    let result = with_retries(job, index, interrupt, || {
-        count_ref.fetch_add(1, Ordering::Relaxed);
-        let attempt = op();
-        Box::pin(async move {
-            let r = attempt.await;
-            if let Err(TransferError::Store(e)) = &r
-                && may_have_landed(e)
-            {
-                lost_ref.store(true, Ordering::Relaxed);
-            }
-            r
-        })
-    })
-    .await;
-    let attempts = Attempts {
-        retried: count.load(Ordering::Relaxed) > 1,
-        lost: lost.load(Ordering::Relaxed),
-    };
-    (result, attempts)
 }
 
 /// The reason reported when no-clobber finds the key.
@@ -236,7 +188,7 @@ where
         })
     })
     .await;
-    let put = if attempts.must_check(&put) {
+    let put = if must_check(attempts, &put) {
         let size = prepared.get().map(|p| p.body.len());
         match written_by(job, key, size, &token).await {
             Some(meta) => {
@@ -455,7 +407,7 @@ impl MultipartSession {
             Box::pin(async move { Ok(job.store.complete_multipart(key, id, parts).await?) })
         })
         .await;
-        if !attempts.must_check(&result) {
+        if !must_check(attempts, &result) {
             return result;
         }
         match self.stored_evidence().await {
