@@ -29,7 +29,12 @@ pub fn uploader_bin() -> PathBuf {
 pub fn uploader(home: &Path) -> Command {
     let mut c = Command::new(uploader_bin());
     for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k.starts_with("UPLOADER_") {
+        // And the job runners' shard indexes (`--shard auto/N`); AWS Batch's starts with AWS_.
+        if k.starts_with("AWS_")
+            || k.starts_with("UPLOADER_")
+            || k == "JOB_COMPLETION_INDEX"
+            || k == "SLURM_ARRAY_TASK_ID"
+        {
             c.env_remove(k);
         }
     }

@@ -49,7 +49,9 @@ pub fn venv() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv")
 }
 
-fn venv_bin(name: &str) -> PathBuf {
+/// A program of the project-local venv (rclone, moto_server, python); fails with the set-up
+/// command when it is missing.
+pub fn venv_bin(name: &str) -> PathBuf {
     let p = venv().join("bin").join(name);
     assert!(
         p.exists(),

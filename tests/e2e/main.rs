@@ -6,5 +6,7 @@ mod faults;
 mod harness;
 mod interop;
 mod lifecycle;
+mod limits;
 mod matrix;
+mod shard;
 mod stores;

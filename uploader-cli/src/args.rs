@@ -91,6 +91,11 @@ pub struct UploadArgs {
     /// Read paths relative to the single SRC directory from FILE ('-' for stdin), one per line.
     #[arg(long, value_name = "FILE", help_heading = "Selection")]
     pub files_from: Option<String>,
+    /// Upload only shard K of N: the files whose relative path hashes to K (rclone's
+    /// --hash-filter K/N, so N runs with K = 0..N-1 upload every file once). auto/N takes K
+    /// from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or AWS_BATCH_JOB_ARRAY_INDEX.
+    #[arg(long, value_name = "K/N", env = env::UPLOADER_SHARD, help_heading = "Selection")]
+    pub shard: Option<String>,
 
     #[command(flatten)]
     pub tuning: TuningArgs,
@@ -231,6 +236,32 @@ pub struct TuningArgs {
         help_heading = "Content types"
     )]
     pub deny_mime: Vec<String>,
+    /// Bandwidth of the whole process in bytes/s, shared by every transfer (in the daemon: by
+    /// every request): e.g. 50M, 1.5GiB, 512k (K = KiB), or a timetable of HH:MM,RATE or
+    /// Ddd-HH:MM,RATE entries, as rclone's: "08:00,512k 19:00,off".
+    #[arg(
+        long,
+        value_name = "RATE|TIMETABLE",
+        env = env::UPLOADER_BWLIMIT,
+        help_heading = "Limits"
+    )]
+    pub bwlimit: Option<String>,
+    /// Bandwidth of each file in bytes/s, e.g. 10M.
+    #[arg(
+        long,
+        value_name = "RATE",
+        env = env::UPLOADER_BWLIMIT_FILE,
+        help_heading = "Limits"
+    )]
+    pub bwlimit_file: Option<String>,
+    /// S3 requests per second of the whole process (every request counts, retries too), e.g. 50.
+    #[arg(
+        long,
+        value_name = "N",
+        env = env::UPLOADER_TPS_LIMIT,
+        help_heading = "Limits"
+    )]
+    pub tps_limit: Option<String>,
 }
 
 /// How to reach S3; follows the AWS CLI's names and environment variables.
@@ -326,6 +357,15 @@ pub struct ServeArgs {
         help_heading = "Authentication"
     )]
     pub tokens: Option<String>,
+    /// Tokens of the admin API (PUT /v1/limits changes --bwlimit, --bwlimit-file and
+    /// --tps-limit at run time), comma-separated; without one, the admin API is off.
+    #[arg(
+        long,
+        env = env::UPLOADER_ADMIN_TOKENS,
+        hide_env_values = true,
+        help_heading = "Authentication"
+    )]
+    pub admin_tokens: Option<String>,
     /// Serve without authentication (required to run without tokens on a non-loopback address).
     #[arg(long, env = env::UPLOADER_NO_AUTH, help_heading = "Authentication")]
     pub no_auth: bool,

@@ -113,6 +113,7 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     let uploader = uploader_core::Uploader::builder()
         .with_store(Arc::clone(store) as _)
         .with_config(plan.config)
+        .with_limits(plan.rates.start())
         .build()
         .map_err(usage)?;
     // The walk feeds the job through a counting relay, so the progress bar learns the totals
@@ -126,6 +127,7 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     // The relay counts as it forwards: the room ahead is on the job's side.
     let (job_tx, job_rx) = tokio::sync::mpsc::channel(ahead);
     let mut job = uploader.upload_inputs(job_rx);
+    let shard = plan.walk.shard;
     uploader_core::walk::spawn_walk(
         plan.sources,
         plan.target.prefix.clone(),
@@ -148,7 +150,7 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     });
     let report = job.wait().await;
     let _ = renderer.await;
-    output::summary(out, &report);
+    output::summary(out, &report, shard);
     Ok(if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         exit::INTERRUPTED
     } else if report.is_success() {

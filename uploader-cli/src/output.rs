@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use uploader_core::walk::Shard;
 use uploader_core::{Event, FileOutcome, FileReport, Report};
 
 use crate::args::OutputArgs;
@@ -63,6 +64,9 @@ struct SummaryLine {
     retries: u64,
     aborted_multipart: u64,
     cancelled: bool,
+    /// `K/N` with `--shard`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
 }
 
 pub fn human_bytes(b: u64) -> String {
@@ -175,7 +179,7 @@ fn file_line(f: &FileReport) -> String {
 }
 
 /// The final summary: a JSON object, or text.
-pub fn summary(out: Output, report: &Report) {
+pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
     let s = report.summary();
     let secs = report.elapsed.as_secs_f64();
     let mib_s = if secs > 0.0 {
@@ -196,14 +200,16 @@ pub fn summary(out: Output, report: &Report) {
             retries: report.retries,
             aborted_multipart: report.aborted_multipart,
             cancelled: report.cancelled,
+            shard: shard.map(|s| s.to_string()),
         });
         return;
     }
     if out.quiet {
         return;
     }
+    let of_shard = shard.map(|s| format!("shard {s}: ")).unwrap_or_default();
     println!(
-        "{} files uploaded ({}) in {secs:.2} s, {mib_s:.1} MiB/s; {} skipped, {} failed{}",
+        "{of_shard}{} files uploaded ({}) in {secs:.2} s, {mib_s:.1} MiB/s; {} skipped, {} failed{}",
         s.uploaded,
         human_bytes(s.bytes),
         s.skipped,

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use uploader_core::config::{parse_duration, parse_size};
 use uploader_core::connect::ConnectOptions;
-use uploader_core::walk::glob_filter;
-use uploader_core::{KeyPrefix, MimePolicy, RetryPolicy, Source, UploadConfig, WalkOptions};
+use uploader_core::limit::{parse_rate, parse_request_rate};
+use uploader_core::walk::{Shard, glob_filter};
+use uploader_core::{
+    KeyPrefix, MimePolicy, RateLimits, RetryPolicy, Source, Timetable, UploadConfig, WalkOptions,
+};
 use uploader_server::ServerConfig;
 
 use crate::args::{CleanupArgs, ConnectionArgs, ServeArgs, TuningArgs, UploadArgs};
@@ -50,6 +53,7 @@ pub struct UploadPlan {
     pub target: S3Target,
     pub walk: WalkOptions,
     pub config: UploadConfig,
+    pub rates: Rates,
 }
 
 impl TryFrom<&UploadArgs> for UploadPlan {
@@ -95,6 +99,12 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             }
         };
         let filter = glob_filter(&a.include, &a.exclude)?;
+        let shard = a
+            .shard
+            .as_deref()
+            .map(|s| Shard::parse(s, |v| std::env::var(v).ok()))
+            .transpose()
+            .context("--shard")?;
         let metadata = a
             .metadata
             .iter()
@@ -123,8 +133,10 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             walk: WalkOptions {
                 follow_symlinks: a.follow_symlinks,
                 filter,
+                shard,
             },
             config,
+            rates: tuning.rates,
         })
     }
 }
@@ -174,6 +186,47 @@ pub struct Tuning {
     pub config: UploadConfig,
     /// `--checksum auto`: probe the endpoint before the first upload.
     pub detect_checksum: bool,
+    pub rates: Rates,
+}
+
+/// `--bwlimit` (a rate or a timetable), `--bwlimit-file` and `--tps-limit`, parsed.
+pub struct Rates {
+    pub bandwidth: Option<Timetable>,
+    pub per_file: Option<u64>,
+    pub requests: Option<f64>,
+}
+
+impl Rates {
+    /// The limits in force now; a timetable that changes is followed by a task (until the
+    /// process ends).
+    pub fn start(&self) -> RateLimits {
+        let limits = RateLimits::new(None, self.per_file, self.requests);
+        if let Some(t) = &self.bandwidth {
+            limits.set_bandwidth(t.rate_at(local_second_of_week() / 60));
+            if !t.is_constant() {
+                drop(limits.follow(t.clone(), local_second_of_week));
+            }
+        }
+        limits
+    }
+
+    /// A daemon takes a plain rate: its limits change through its admin API.
+    fn constant(self) -> anyhow::Result<RateLimits> {
+        if self.bandwidth.as_ref().is_some_and(|t| !t.is_constant()) {
+            bail!(
+                "--bwlimit: `serve` takes a plain rate, not a timetable; change it at run time \
+                 with PUT /v1/limits"
+            );
+        }
+        Ok(self.start())
+    }
+}
+
+/// Seconds since Monday 00:00, local time (the timetable's clock).
+fn local_second_of_week() -> u32 {
+    use chrono::{Datelike as _, Timelike as _};
+    let now = chrono::Local::now();
+    now.weekday().num_days_from_monday() * 86_400 + now.num_seconds_from_midnight()
 }
 
 impl TryFrom<&TuningArgs> for Tuning {
@@ -195,9 +248,32 @@ impl TryFrom<&TuningArgs> for Tuning {
             mime: MimePolicy::new(&t.allow_mime, &t.deny_mime)?,
             ..UploadConfig::default()
         };
+        let rates = Rates {
+            bandwidth: t
+                .bwlimit
+                .as_deref()
+                .map(Timetable::parse)
+                .transpose()
+                .context("--bwlimit")?,
+            per_file: t
+                .bwlimit_file
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .context("--bwlimit-file")?
+                .flatten(),
+            requests: t
+                .tps_limit
+                .as_deref()
+                .map(parse_request_rate)
+                .transpose()
+                .context("--tps-limit")?
+                .flatten(),
+        };
         Ok(Tuning {
             config,
             detect_checksum: checksum.is_none(),
+            rates,
         })
     }
 }
@@ -229,6 +305,14 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             tokens.extend(t.split(',').map(str::trim).map(String::from));
         }
         tokens.retain(|t| !t.is_empty());
+        let admin_tokens = a
+            .admin_tokens
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
         let tuning = Tuning::try_from(&a.tuning)?;
         let config = ServerConfig {
             listen: a.listen,
@@ -248,6 +332,8 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             },
             upload: tuning.config,
             detect_checksum: tuning.detect_checksum,
+            rates: tuning.rates.constant()?,
+            admin_tokens,
             connect: ConnectOptions::from(&a.connection),
         };
         config.validate()?;

@@ -170,7 +170,14 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| err())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let mult = size_unit(unit.trim()).ok_or_else(err)?;
+    n.checked_mul(mult).ok_or_else(err)
+}
+
+/// The multiplier of a size unit (case-insensitive; empty is bytes): binary `K`/`KiB` .. `T`/`TiB`,
+/// decimal `KB` .. `TB`.
+pub(crate) fn size_unit(unit: &str) -> Option<u64> {
+    Some(match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
         "m" | "mib" => 1 << 20,
@@ -180,9 +187,8 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        _ => return Err(err()),
-    };
-    n.checked_mul(mult).ok_or_else(err)
+        _ => return None,
+    })
 }
 
 /// Formats a size the way [`parse_size`] reads it, in the largest binary unit that divides it

@@ -18,6 +18,13 @@ pub const AWS_PROFILE: &str = "AWS_PROFILE";
 /// Disable colours in terminal output (any value).
 pub const NO_COLOR: &str = "NO_COLOR";
 
+/// Kubernetes Indexed Jobs: the pod's index (read by `--shard auto/N`).
+pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// Slurm job arrays: the task's index (read by `--shard auto/N`).
+pub const SLURM_ARRAY_TASK_ID: &str = "SLURM_ARRAY_TASK_ID";
+/// AWS Batch array jobs: the child's index (read by `--shard auto/N`).
+pub const AWS_BATCH_JOB_ARRAY_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
+
 /// Log filter of the binaries (`tracing_subscriber` syntax), e.g. `uploader_core=debug`.
 pub const UPLOADER_LOG: &str = "UPLOADER_LOG";
 
@@ -46,6 +53,17 @@ pub const UPLOADER_CHECKSUM: &str = "UPLOADER_CHECKSUM";
 pub const UPLOADER_ALLOW_MIME: &str = "UPLOADER_ALLOW_MIME";
 /// Content types refused, comma-separated (`--deny-mime`).
 pub const UPLOADER_DENY_MIME: &str = "UPLOADER_DENY_MIME";
+/// Bandwidth of the whole process, a rate or a timetable (`--bwlimit`).
+pub const UPLOADER_BWLIMIT: &str = "UPLOADER_BWLIMIT";
+/// Bandwidth of each file (`--bwlimit-file`).
+pub const UPLOADER_BWLIMIT_FILE: &str = "UPLOADER_BWLIMIT_FILE";
+/// Requests per second of the whole process (`--tps-limit`).
+pub const UPLOADER_TPS_LIMIT: &str = "UPLOADER_TPS_LIMIT";
+
+// `upload` only.
+
+/// The part of the job this process uploads, `K/N` or `auto/N` (`--shard`).
+pub const UPLOADER_SHARD: &str = "UPLOADER_SHARD";
 
 // The daemon (`uploader serve`).
 
@@ -65,6 +83,8 @@ pub const UPLOADER_SHUTDOWN_GRACE: &str = "UPLOADER_SHUTDOWN_GRACE";
 pub const UPLOADER_TOKEN_FILE: &str = "UPLOADER_TOKEN_FILE";
 /// Bearer tokens, comma-separated (`--tokens`; prefer the token file).
 pub const UPLOADER_TOKENS: &str = "UPLOADER_TOKENS";
+/// Tokens of the admin API (`PUT /v1/limits`), comma-separated (`--admin-tokens`).
+pub const UPLOADER_ADMIN_TOKENS: &str = "UPLOADER_ADMIN_TOKENS";
 /// Serve without authentication (`--no-auth`).
 pub const UPLOADER_NO_AUTH: &str = "UPLOADER_NO_AUTH";
 /// Largest accepted file (`--max-file-size`).

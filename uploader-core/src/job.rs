@@ -10,6 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UploadConfig;
+use crate::limit::RateLimits;
 use crate::report::{Event, FileOutcome, FileReport};
 use crate::schedule::Budget;
 use crate::store::ObjectStore;
@@ -19,6 +20,8 @@ pub(crate) struct Job {
     pub store: Arc<dyn ObjectStore>,
     pub budget: Budget,
     pub config: Arc<UploadConfig>,
+    /// The bandwidth budgets (requests are charged by the store itself, see `RequestLimited`).
+    pub limits: RateLimits,
     pub cancel: CancellationToken,
     pub events: Option<UnboundedSender<Event>>,
     pub retries: AtomicU64,
@@ -31,6 +34,7 @@ impl Job {
         store: Arc<dyn ObjectStore>,
         budget: Budget,
         config: Arc<UploadConfig>,
+        limits: RateLimits,
         cancel: CancellationToken,
         events: Option<UnboundedSender<Event>>,
     ) -> Job {
@@ -38,6 +42,7 @@ impl Job {
             store,
             budget,
             config,
+            limits,
             cancel,
             events,
             retries: AtomicU64::new(0),

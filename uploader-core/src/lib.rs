@@ -54,6 +54,7 @@ pub mod env;
 pub mod error;
 mod job;
 pub mod key;
+pub mod limit;
 pub mod plan;
 pub mod report;
 pub mod retry;
@@ -72,14 +73,15 @@ pub use config::{ConfigError, UploadConfig};
 pub use embedded::EmbeddedS3;
 pub use error::error_chain;
 pub use key::{KeyError, KeyPrefix, ObjectKey};
+pub use limit::{RateLimits, Timetable};
 pub use plan::{Plan, StreamPlan};
 pub use report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary};
 pub use retry::RetryPolicy;
 pub use sniff::MimePolicy;
 pub use source::stream::{StreamEnd, StreamResult, StreamUpload};
 pub use store::{
-    Body, MemoryStore, ObjectStore, PartNumber, PendingUpload, S3Config, S3Store, ServiceErrorKind,
-    StaticCredentials, StoreError, UploadId,
+    Body, MemoryStore, ObjectStore, PartNumber, PendingUpload, RequestLimited, S3Config, S3Store,
+    ServiceErrorKind, StaticCredentials, StoreError, UploadId,
 };
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, Source, WalkOptions};

@@ -17,14 +17,17 @@ use bytes::Bytes;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::ObjectKey;
+use crate::limit::Pace;
 
 #[cfg(feature = "testing")]
 mod fault;
+mod limited;
 mod memory;
 pub mod s3;
 
 #[cfg(feature = "testing")]
 pub use fault::{Fault, FaultRule, FaultyStore, Operation};
+pub use limited::RequestLimited;
 pub use memory::MemoryStore;
 pub use s3::{S3Config, S3Store, StaticCredentials};
 
@@ -47,6 +50,10 @@ pub enum Body {
     Bytes(Bytes),
     /// In-memory bytes in pieces, sent in order (cheap to clone, so retryable).
     Chunks(std::sync::Arc<[Bytes]>),
+    /// Another body, sent no faster than its [`Pace`] allows: every frame waits for its share
+    /// of the bandwidth budgets before it goes out (see [`crate::limit`]). Stores that stream
+    /// honour it frame by frame; stores that read the whole body charge it once.
+    Paced(Box<Body>, Pace),
 }
 
 impl Body {
@@ -56,6 +63,15 @@ impl Body {
             Body::File { len, .. } => *len,
             Body::Bytes(b) => b.len() as u64,
             Body::Chunks(c) => c.iter().map(|b| b.len() as u64).sum(),
+            Body::Paced(b, _) => b.len(),
+        }
+    }
+
+    /// This body paced by `pace` (unchanged when there is none).
+    pub(crate) fn paced(self, pace: Option<&Pace>) -> Body {
+        match pace {
+            Some(p) => Body::Paced(Box::new(self), p.clone()),
+            None => self,
         }
     }
 
@@ -68,6 +84,11 @@ impl Body {
     /// use this; [`S3Store`] streams instead.
     pub async fn read_all(&self) -> std::io::Result<Bytes> {
         match self {
+            Body::Paced(b, pace) => {
+                let wait = pace.charge(usize::try_from(b.len()).unwrap_or(usize::MAX));
+                tokio::time::sleep(wait).await;
+                Box::pin(b.read_all()).await
+            }
             Body::Bytes(b) => Ok(b.clone()),
             Body::Chunks(c) => Ok(c.concat().into()),
             Body::File { path, offset, len } => {
@@ -97,6 +118,7 @@ impl fmt::Debug for Body {
                 .field(&self.len())
                 .field(&c.len())
                 .finish(),
+            Body::Paced(b, pace) => f.debug_tuple("Paced").field(b).field(pace).finish(),
         }
     }
 }

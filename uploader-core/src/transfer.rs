@@ -30,6 +30,7 @@ use crate::config::UploadConfig;
 use crate::error::TransferError;
 use crate::job::Job;
 use crate::key::ObjectKey;
+use crate::limit::Pace;
 use crate::report::{ErrorCode, Event, FileError, FileOutcome};
 use crate::retry::{Attempts, Interrupt, with_retries, with_retries_noting};
 use crate::store::{
@@ -176,7 +177,8 @@ where
     let prepared = OnceCell::new();
     let token = new_token();
     let opts = put_options(&job.config, content_type, &token);
-    let (opts, prepared_ref, prepare) = (&opts, &prepared, &prepare);
+    let pace = job.limits.pace_for_file();
+    let (opts, pace, prepared_ref, prepare) = (&opts, pace.as_ref(), &prepared, &prepare);
     let (put, attempts) = with_retries_noting(job, index, Interrupt::No, || {
         Box::pin(async move {
             let p = prepared_ref.get_or_try_init(prepare).await?;
@@ -184,7 +186,8 @@ where
                 checksum: Some(p.checksum.clone()),
                 ..opts.clone()
             };
-            Ok(job.store.put(key, p.body.clone(), &opts).await?)
+            let body = p.body.clone().paced(pace);
+            Ok(job.store.put(key, body, &opts).await?)
         })
     })
     .await;
@@ -243,6 +246,8 @@ pub(crate) struct MultipartSession {
     receipts: Vec<PartReceipt>,
     /// Bytes handed to [`MultipartSession::send_part`].
     bytes: u64,
+    /// The bandwidth budgets of this file's parts.
+    pace: Option<Pace>,
     open: bool,
 }
 
@@ -283,6 +288,7 @@ impl MultipartSession {
             running: JoinSet::new(),
             receipts: Vec::new(),
             bytes: 0,
+            pace: job.limits.pace_for_file(),
             open: true,
         };
         if lost {
@@ -314,24 +320,25 @@ impl MultipartSession {
             self.record(done)?;
         }
         self.bytes += len;
-        let (job, key, id, index) = (
+        let (job, key, id, index, pace) = (
             Arc::clone(&self.job),
             self.key.clone(),
             self.upload_id.clone(),
             self.index,
+            self.pace.clone(),
         );
         let span = info_span!("part", n = n.get(), len);
         self.running.spawn(
             async move {
                 let _hold = hold;
                 let prepared = OnceCell::new();
-                let (job, key, id, prepared_ref, prepare) = (&*job, &key, &id, &prepared, &prepare);
+                let (job, key, id, pace, prepared_ref, prepare) =
+                    (&*job, &key, &id, pace.as_ref(), &prepared, &prepare);
                 let receipt = with_retries(job, index, Interrupt::Yes, || {
                     Box::pin(async move {
                         let p = prepared_ref.get_or_try_init(prepare).await?;
-                        let sent =
-                            job.store
-                                .upload_part(key, id, n, p.body.clone(), Some(&p.checksum));
+                        let body = p.body.clone().paced(pace);
+                        let sent = job.store.upload_part(key, id, n, body, Some(&p.checksum));
                         Ok(sent.await?)
                     })
                 })

@@ -14,11 +14,12 @@ use crate::checksum::ChecksumAlgorithm;
 use crate::config::{ConfigError, UploadConfig};
 use crate::job::Job;
 use crate::key::{KeyPrefix, ObjectKey};
+use crate::limit::RateLimits;
 use crate::report::{Event, Report};
 use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
 use crate::source::stream::StreamUpload;
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, RequestLimited};
 use crate::walk::{Input, Source, WalkOptions, spawn_walk};
 
 /// Inputs buffered between the walker and the scheduler.
@@ -39,6 +40,7 @@ pub struct UploadItem {
 pub struct Uploader {
     store: Arc<dyn ObjectStore>,
     config: Arc<UploadConfig>,
+    limits: RateLimits,
     budget: Budget,
 }
 
@@ -47,6 +49,7 @@ pub struct Uploader {
 pub struct UploaderBuilder {
     store: Option<Arc<dyn ObjectStore>>,
     config: UploadConfig,
+    limits: RateLimits,
 }
 
 impl UploaderBuilder {
@@ -105,14 +108,22 @@ impl UploaderBuilder {
         self.config.mime = policy;
         self
     }
-    /// Validates the configuration and builds the uploader.
+    /// Bandwidth and request-rate limits (default: none). Keep a clone to change them while
+    /// uploads run ([`Uploader::limits`] gives one too).
+    pub fn with_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Validates the configuration and builds the uploader. Every request to the store is
+    /// charged to the request rate of the limits (the store is wrapped in [`RequestLimited`]).
     pub fn build(self) -> Result<Uploader, ConfigError> {
         self.config.validate()?;
         let store = self.store.ok_or(ConfigError::MissingStore)?;
         Ok(Uploader {
             budget: Budget::new(self.config.concurrency, self.config.max_buffer_bytes),
             config: Arc::new(self.config),
-            store,
+            store: Arc::new(RequestLimited::new(store, self.limits.clone())),
+            limits: self.limits,
         })
     }
 }
@@ -123,9 +134,15 @@ impl Uploader {
         UploaderBuilder::default()
     }
 
-    /// The store.
+    /// The store (every request to it charged to the request rate of [`Uploader::limits`]).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The limits every transfer of this uploader (and of its clones) follows; changes made
+    /// through them apply at once to the requests that start after.
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
     }
 
     /// The configuration.
@@ -200,6 +217,7 @@ impl Uploader {
             Arc::clone(&self.store),
             self.budget.clone(),
             Arc::clone(&self.config),
+            self.limits.clone(),
             cancel.clone(),
             Some(ev_tx),
         ));
@@ -238,6 +256,7 @@ impl Uploader {
             Arc::clone(&self.store),
             self.budget.clone(),
             Arc::clone(&self.config),
+            self.limits.clone(),
             cancel.child_token(),
             None,
         ));

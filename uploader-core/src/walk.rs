@@ -25,6 +25,8 @@ pub struct WalkOptions {
     pub follow_symlinks: bool,
     /// Keep only the files this accepts (default: all).
     pub filter: Option<PathFilter>,
+    /// Keep only the files of this shard (default: all).
+    pub shard: Option<Shard>,
 }
 
 impl std::fmt::Debug for WalkOptions {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for WalkOptions {
         f.debug_struct("WalkOptions")
             .field("follow_symlinks", &self.follow_symlinks)
             .field("filter", &self.filter.is_some())
+            .field("shard", &self.shard)
             .finish()
     }
 }
@@ -256,10 +259,12 @@ impl Walker {
         if rel.as_os_str().is_empty() {
             return self.fail(path, ErrorCode::InvalidKey, "the path has no name".into());
         }
-        if let Some(filter) = &self.opts.filter {
-            // Filters apply to walked trees and lists alike.
+        if self.opts.filter.is_some() || self.opts.shard.is_some() {
+            // Filters and shards apply to walked trees and lists alike.
             let rel_str = rel.to_string_lossy().replace('\\', "/");
-            if !filter(&rel_str) {
+            if self.opts.filter.as_ref().is_some_and(|f| !f(&rel_str))
+                || self.opts.shard.is_some_and(|s| !s.contains(&rel_str))
+            {
                 return true;
             }
         }
@@ -270,6 +275,111 @@ impl Walker {
             }),
             Err(e) => self.fail(path, ErrorCode::InvalidKey, format!("{e} [{}]", e.rule())),
         }
+    }
+}
+
+/// One of `count` disjoint parts of a job (`--shard K/N`): the files whose relative path hashes
+/// to `index`. The hash is rclone's `--hash-filter K/N`, so another tool can check a partition:
+/// the MD5 of the path relative to its source root (`/`-separated), NFC-normalised and
+/// lower-cased; its first 8 bytes as a little-endian u64, modulo `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u64,
+    count: u64,
+}
+
+/// A shard that could not be parsed or resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Not `K/N` or `auto/N`.
+    #[error("invalid shard {0:?}: expected K/N with 0 <= K < N (e.g. 2/8), or auto/N")]
+    Syntax(String),
+    /// `auto/N` with none of the job runners' index variables set.
+    #[error(
+        "--shard auto/{0}: none of {vars} is set; give the shard as K/{0}",
+        vars = SHARD_INDEX_VARS.join(", ")
+    )]
+    NoIndex(u64),
+    /// A job runner's index variable that is not a number below N.
+    #[error("--shard auto/{count}: {var}={value:?} is not a number below {count}")]
+    BadIndex {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// N.
+        count: u64,
+    },
+}
+
+/// The variables job runners give an array task's index in, in the order `auto/N` reads them:
+/// Kubernetes Indexed Jobs, Slurm job arrays, AWS Batch array jobs.
+pub const SHARD_INDEX_VARS: [&str; 3] = [
+    crate::env::JOB_COMPLETION_INDEX,
+    crate::env::SLURM_ARRAY_TASK_ID,
+    crate::env::AWS_BATCH_JOB_ARRAY_INDEX,
+];
+
+impl Shard {
+    /// Shard `index` of `count`.
+    pub fn new(index: u64, count: u64) -> Result<Shard, ShardError> {
+        if count == 0 || index >= count {
+            return Err(ShardError::Syntax(format!("{index}/{count}")));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Parses `K/N`, or `auto/N` with K from the first of [`SHARD_INDEX_VARS`] that `var` finds.
+    pub fn parse(s: &str, var: impl Fn(&str) -> Option<String>) -> Result<Shard, ShardError> {
+        let syntax = || ShardError::Syntax(s.to_owned());
+        let (k, n) = s.trim().split_once('/').ok_or_else(syntax)?;
+        let number = |t: &str| {
+            (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse::<u64>().ok())
+                .flatten()
+        };
+        let count = number(n).filter(|n| *n > 0).ok_or_else(syntax)?;
+        if k != "auto" {
+            return Shard::new(number(k).ok_or_else(syntax)?, count).map_err(|_| syntax());
+        }
+        let (name, value) = SHARD_INDEX_VARS
+            .iter()
+            .find_map(|name| var(name).map(|v| (*name, v)))
+            .ok_or(ShardError::NoIndex(count))?;
+        number(value.trim())
+            .filter(|k| *k < count)
+            .map(|index| Shard { index, count })
+            .ok_or(ShardError::BadIndex {
+                var: name,
+                value,
+                count,
+            })
+    }
+
+    /// K.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// N.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the file at `relative_path` (`/`-separated) belongs to this shard.
+    pub fn contains(&self, relative_path: &str) -> bool {
+        use md5::Digest as _;
+        use unicode_normalization::UnicodeNormalization as _;
+        let normal: String = relative_path.nfc().collect::<String>().to_lowercase();
+        let digest = md5::Md5::digest(normal.as_bytes());
+        let head: [u8; 8] = digest[..8].try_into().expect("an MD5 has 16 bytes");
+        u64::from_le_bytes(head) % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
     }
 }
 
@@ -333,6 +443,48 @@ pub fn glob_filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_parse_and_auto_reads_the_job_runners_index() {
+        let none = |_: &str| None;
+        assert_eq!(Shard::parse("2/8", none), Ok(Shard::new(2, 8).unwrap()));
+        for bad in [
+            "8/8", "1/0", "x/3", "-1/3", "1/", "/3", "1", "1/3/4", "+1/3", "auto/0",
+        ] {
+            assert!(Shard::parse(bad, none).is_err(), "{bad:?} must be refused");
+        }
+        assert_eq!(Shard::parse("auto/4", none), Err(ShardError::NoIndex(4)));
+        let slurm = |v: &str| (v == "SLURM_ARRAY_TASK_ID").then(|| "3".to_owned());
+        assert_eq!(Shard::parse("auto/4", slurm), Ok(Shard::new(3, 4).unwrap()));
+        let both = |v: &str| match v {
+            "JOB_COMPLETION_INDEX" => Some("1".to_owned()),
+            "SLURM_ARRAY_TASK_ID" => Some("3".to_owned()),
+            _ => None,
+        };
+        assert_eq!(Shard::parse("auto/4", both), Ok(Shard::new(1, 4).unwrap()));
+        let big = |v: &str| (v == "AWS_BATCH_JOB_ARRAY_INDEX").then(|| "4".to_owned());
+        assert!(matches!(
+            Shard::parse("auto/4", big),
+            Err(ShardError::BadIndex {
+                var: "AWS_BATCH_JOB_ARRAY_INDEX",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn shards_partition_like_rclone_hash_filter() {
+        // Checked against `rclone lsf -R --files-only --hash-filter K/3` (rclone v1.75.2).
+        let of = |p: &str| (0..3).find(|k| Shard::new(*k, 3).unwrap().contains(p));
+        assert_eq!(of("x"), Some(2));
+        assert_eq!(of("Y"), Some(1));
+        assert_eq!(of("c.txt"), Some(0));
+        assert_eq!(of("a/B/Y"), Some(2));
+        assert_eq!(of("a/B/a b"), Some(0));
+        // NFC and NFD spellings of one name are one path.
+        assert_eq!(of("a/B/\u{dc}n\u{ef}"), Some(1));
+        assert_eq!(of("a/B/U\u{308}ni\u{308}"), Some(1));
+    }
 
     #[test]
     fn excludes_win_and_name_patterns_match_at_any_depth() {

@@ -24,8 +24,15 @@ pub fn app(state: AppState) -> Router {
     let uploads = Router::new()
         .route("/v1/uploads", post(crate::upload::handler))
         .layer(middleware::from_fn_with_state(state.clone(), guard));
+    let admin = Router::new()
+        .route("/v1/limits", get(crate::admin::get).put(crate::admin::put))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::admin::guard,
+        ));
     Router::new()
         .merge(uploads)
+        .merge(admin)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -49,6 +56,7 @@ async fn common(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route: &'static str = match req.uri().path() {
         "/v1/uploads" => "/v1/uploads",
+        "/v1/limits" => "/v1/limits",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use uploader_core::connect::ConnectOptions;
-use uploader_core::{ConfigError, KeyPrefix, UploadConfig};
+use uploader_core::{ConfigError, KeyPrefix, RateLimits, UploadConfig};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -85,6 +85,11 @@ pub struct ServerConfig {
     /// non-loopback address).
     pub no_auth: bool,
     pub limits: Limits,
+    /// Bandwidth and request-rate limits, shared by every request (default: none); the admin
+    /// API changes them at run time.
+    pub rates: RateLimits,
+    /// Tokens of the admin API, `PUT /v1/limits` (default: none, the admin API is off).
+    pub admin_tokens: Vec<String>,
     /// How uploads are made; `max_buffer_bytes` defaults to [`DEFAULT_MAX_BUFFER_BYTES`] here.
     pub upload: UploadConfig,
     /// Probe the endpoint for the checksum it verifies at start-up (default: yes).
@@ -105,6 +110,8 @@ impl ServerConfig {
             tokens: Vec::new(),
             no_auth: false,
             limits: Limits::default(),
+            rates: RateLimits::unlimited(),
+            admin_tokens: Vec::new(),
             upload: UploadConfig {
                 max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
                 ..UploadConfig::default()
@@ -121,7 +128,12 @@ impl ServerConfig {
 
     /// Checks the settings together (the upload settings included).
     pub fn validate(&self) -> Result<(), ServerConfigError> {
-        if self.tokens.iter().any(|t| t.len() < MIN_TOKEN_LEN) {
+        if self
+            .tokens
+            .iter()
+            .chain(&self.admin_tokens)
+            .any(|t| t.len() < MIN_TOKEN_LEN)
+        {
             return Err(ServerConfigError::ShortToken);
         }
         if self.tokens.is_empty() && !self.no_auth && !self.listen.ip().is_loopback() {

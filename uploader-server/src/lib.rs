@@ -3,6 +3,7 @@
 //! It takes its settings as a plain [`ServerConfig`]; the command line that fills it belongs to
 //! the `uploader` binary.
 
+mod admin;
 pub mod app;
 pub mod auth;
 mod batch;

@@ -38,6 +38,8 @@ pub enum ProblemKind {
     ShuttingDown,
     /// No such route.
     NotFound,
+    /// A limit given to the admin API that does not parse.
+    InvalidLimits,
 }
 
 impl ProblemKind {
@@ -60,6 +62,7 @@ impl ProblemKind {
             K::Overloaded => "overloaded",
             K::ShuttingDown => "shutting_down",
             K::NotFound => "not_found",
+            K::InvalidLimits => "invalid_limits",
         }
     }
 
@@ -72,7 +75,8 @@ impl ProblemKind {
             | K::UnknownField
             | K::MisplacedPrefix
             | K::InvalidPrefix
-            | K::NoFiles => StatusCode::BAD_REQUEST,
+            | K::NoFiles
+            | K::InvalidLimits => StatusCode::BAD_REQUEST,
             K::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             K::FieldTooLarge | K::TooManyFiles | K::RequestTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE

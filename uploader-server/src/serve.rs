@@ -35,6 +35,7 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     let uploader = Uploader::builder()
         .with_store(Arc::clone(store) as _)
         .with_config(config.upload.clone())
+        .with_limits(config.rates.clone())
         .build()?;
     let state = AppState::new(
         uploader,
@@ -42,7 +43,8 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         config.limits.clone(),
         config.auth_tokens(),
         Some(Arc::clone(store)),
-    );
+    )
+    .with_admin_tokens(&config.admin_tokens);
     let router = app(state.clone());
 
     let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);

@@ -28,6 +28,8 @@ pub struct Shared {
     pub(crate) root_prefix: KeyPrefix,
     pub(crate) limits: Limits,
     pub(crate) tokens: Tokens,
+    /// Tokens of the admin API (none: the admin API is off).
+    pub(crate) admin_tokens: Tokens,
     /// Upload requests served at once.
     pub(crate) slots: Arc<Semaphore>,
     /// Cancelled when in-flight uploads must give up (shutdown deadline).
@@ -65,6 +67,7 @@ impl AppState {
                 slots: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
                 limits,
                 tokens: Tokens::new(tokens),
+                admin_tokens: Tokens::default(),
                 shutdown: CancellationToken::new(),
                 draining: AtomicBool::new(false),
                 s3,
@@ -73,6 +76,15 @@ impl AppState {
                 metrics: crate::metrics::handle(),
             }),
         }
+    }
+
+    /// Turns the admin API on for `tokens` (`PUT /v1/limits`). Call it before the state is
+    /// shared (cloned).
+    pub fn with_admin_tokens(mut self, tokens: &[String]) -> AppState {
+        Arc::get_mut(&mut self.shared)
+            .expect("admin tokens are set before the state is shared")
+            .admin_tokens = Tokens::new(tokens);
+        self
     }
 
     /// Cancelling this token makes in-flight uploads abort and answer.

@@ -11,6 +11,7 @@
 //! * the SDK's own retries are off: the pipeline retries with its own classification;
 //! * custom endpoints use path-style addressing unless told otherwise.
 
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -36,6 +37,7 @@ use super::{
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::env;
 use crate::key::ObjectKey;
+use crate::limit::{PACE_SLICE, Pace};
 
 /// Region used when none is configured and a custom endpoint is set.
 const FALLBACK_REGION: &str = "us-east-1";
@@ -377,8 +379,79 @@ impl http_body::Body for ChunksBody {
     }
 }
 
+/// A body sent at the pace of its budgets: each slice of at most [`PACE_SLICE`] bytes is charged
+/// before it is handed to the connection, and waits its turn.
+struct PacedBody {
+    inner: SdkBody,
+    pace: Pace,
+    /// Bytes of the inner body's current frame not yet charged.
+    rest: Bytes,
+    /// A charged slice and the wait it owes before it goes out.
+    due: Option<(Bytes, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl http_body::Body for PacedBody {
+    type Data = Bytes;
+    type Error = aws_smithy_types::body::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::{Poll, ready};
+        let this = &mut *self;
+        loop {
+            if let Some((_, sleep)) = &mut this.due {
+                ready!(sleep.as_mut().poll(cx));
+                let (slice, _) = this.due.take().expect("a due slice");
+                return Poll::Ready(Some(Ok(http_body::Frame::data(slice))));
+            }
+            if !this.rest.is_empty() {
+                let slice = this.rest.split_to(this.rest.len().min(PACE_SLICE));
+                let wait = this.pace.charge(slice.len());
+                if wait.is_zero() {
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(slice))));
+                }
+                this.due = Some((slice, Box::pin(tokio::time::sleep(wait))));
+                continue;
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.rest = data,
+                    Err(other) => return Poll::Ready(Some(Ok(other))),
+                },
+                end => return Poll::Ready(end),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.due.is_none() && self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let held = (self.rest.len() + self.due.as_ref().map_or(0, |(b, _)| b.len())) as u64;
+        let inner = http_body::Body::size_hint(&self.inner);
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
+}
+
 async fn byte_stream(operation: &'static str, body: Body) -> Result<ByteStream, StoreError> {
     match body {
+        Body::Paced(inner, pace) => {
+            let inner = Box::pin(byte_stream(operation, *inner)).await?.into_inner();
+            Ok(ByteStream::new(SdkBody::from_body_1_x(PacedBody {
+                inner,
+                pace,
+                rest: Bytes::new(),
+                due: None,
+            })))
+        }
         Body::Bytes(b) => Ok(ByteStream::from(b)),
         Body::Chunks(c) => Ok(ByteStream::new(SdkBody::from_body_1_x(ChunksBody {
             pieces: c,

@@ -1,0 +1,104 @@
+//! The admin API: `GET` and `PUT /v1/limits` read and change the rate limits (`--bwlimit`,
+//! `--bwlimit-file`, `--tps-limit`) of the running daemon, without a restart. Authorized by
+//! the admin tokens only (`--admin-tokens`), never by upload tokens; without admin tokens the
+//! routes do not exist (404). The change applies to the requests that start after it, in this
+//! replica only (limits are per process).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uploader_core::limit::{parse_rate, parse_request_rate};
+
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// A change of limits: each field absent is left as it is; `"off"` removes the limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsChange {
+    bwlimit: Option<String>,
+    bwlimit_file: Option<String>,
+    tps_limit: Option<String>,
+}
+
+/// The admin routes answer only an admin token; without admin tokens configured, they are not
+/// there at all.
+pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.admin_tokens.enabled() {
+        return ApiError::new(ProblemKind::NotFound, "no such route").into_response();
+    }
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !state.admin_tokens.check(auth) {
+        return ApiError::unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
+fn current(state: &AppState) -> Value {
+    let limits = state.uploader.limits();
+    json!({
+        "bwlimit": limits.bandwidth(),
+        "bwlimit_file": limits.per_file(),
+        "tps_limit": limits.requests(),
+    })
+}
+
+/// `GET /v1/limits`: the limits in force (bytes and requests per second; `null`: none).
+pub(crate) async fn get(State(state): State<AppState>) -> Json<Value> {
+    Json(current(&state))
+}
+
+/// `PUT /v1/limits`: parses every given field first (one bad field changes nothing), then
+/// applies them; answers the limits now in force.
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    body: Result<Json<LimitsChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(change) =
+        body.map_err(|e| ApiError::new(ProblemKind::InvalidLimits, e.body_text()))?;
+    let invalid = |field: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(ProblemKind::InvalidLimits, format!("{field}: {e}"))
+    };
+    let bandwidth = change
+        .bwlimit
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(|e| invalid("bwlimit", &e))?;
+    let per_file = change
+        .bwlimit_file
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(|e| invalid("bwlimit_file", &e))?;
+    let requests = change
+        .tps_limit
+        .as_deref()
+        .map(parse_request_rate)
+        .transpose()
+        .map_err(|e| invalid("tps_limit", &e))?;
+    let limits = state.uploader.limits();
+    if let Some(b) = bandwidth {
+        limits.set_bandwidth(b);
+    }
+    if let Some(b) = per_file {
+        limits.set_per_file(b);
+    }
+    if let Some(r) = requests {
+        limits.set_requests(r);
+    }
+    tracing::info!(
+        bwlimit = ?limits.bandwidth(),
+        bwlimit_file = ?limits.per_file(),
+        tps_limit = ?limits.requests(),
+        "limits changed through the admin API"
+    );
+    Ok(Json(current(&state)))
+}
