@@ -415,6 +415,16 @@ async fn cleanup_aborts_an_orphaned_multipart_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_aborts_open_multipart_uploads_and_exits_130() {
+    interrupted_by("-INT", "intr/").await;
+}
+
+/// SIGTERM (how Kubernetes, Slurm and AWS Batch stop a task) is an interruption like Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_aborts_open_multipart_uploads_and_exits_130() {
+    interrupted_by("-TERM", "term/").await;
+}
+
+async fn interrupted_by(signal: &str, prefix: &str) {
     let home = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();
     // Sparse files: large, instant to create.
@@ -437,14 +447,14 @@ async fn ctrl_c_aborts_open_multipart_uploads_and_exits_130() {
         "application/octet-stream",
     ])
     .arg(src.path())
-    .arg("s3://real-bucket/intr/")
+    .arg(format!("s3://real-bucket/{prefix}"))
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped());
     let child = c.spawn().unwrap();
     let pid = child.id();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while store
-        .list_multipart_uploads("intr/")
+        .list_multipart_uploads(prefix)
         .await
         .unwrap()
         .is_empty()
@@ -456,7 +466,7 @@ async fn ctrl_c_aborts_open_multipart_uploads_and_exits_130() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let kill = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([signal, &pid.to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -470,7 +480,7 @@ async fn ctrl_c_aborts_open_multipart_uploads_and_exits_130() {
     assert_eq!(summary["cancelled"], true);
     assert!(
         store
-            .list_multipart_uploads("intr/")
+            .list_multipart_uploads(prefix)
             .await
             .unwrap()
             .is_empty(),

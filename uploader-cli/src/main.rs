@@ -142,11 +142,17 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("interrupted: stopping, aborting open multipart uploads...");
-            cancel.cancel();
+        // SIGTERM is how job runners (Kubernetes, Slurm's scancel, AWS Batch) stop a task: it
+        // is an interruption like Ctrl-C, never a reason to leave multipart uploads open.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term.recv() => {}
         }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!("interrupted: stopping, aborting open multipart uploads...");
+        cancel.cancel();
     });
     let report = job.wait().await;
     let _ = renderer.await;
