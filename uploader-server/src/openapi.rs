@@ -50,6 +50,19 @@ pub fn document() -> Value {
                     "503": problem("overloaded or shutting down; see Retry-After")
                 }
             }},
+            "/v1/limits": {
+                "get": {"summary": "the rate limits in force (admin tokens only; 404 without --admin-tokens)",
+                    "security": [{"bearer": []}],
+                    "responses": {"200": {"description": "limits", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}}},
+                        "401": problem("not an admin token"), "404": problem("no admin API configured")}},
+                "put": {"summary": "change the rate limits at run time; absent fields are kept, \"off\" removes a limit",
+                    "security": [{"bearer": []}],
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                        "bwlimit": {"type": "string"}, "bwlimit_file": {"type": "string"}, "tps_limit": {"type": "string"}}}}}},
+                    "responses": {"200": {"description": "the limits now in force", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}}},
+                        "400": problem("a value that does not parse, or an unknown field: nothing changed"),
+                        "401": problem("not an admin token"), "404": problem("no admin API configured")}}
+            },
             "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "bucket reachable with valid credentials", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
@@ -57,6 +70,10 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "Limits": {"type": "object", "properties": {
+                    "bwlimit": {"type": ["integer", "null"], "description": "bytes per second, shared by every request"},
+                    "bwlimit_file": {"type": ["integer", "null"], "description": "bytes per second of each file"},
+                    "tps_limit": {"type": ["number", "null"], "description": "S3 requests per second"}}},
                 "Batch": {"type": "object", "required": ["request_id", "summary", "results"], "properties": {
                     "request_id": {"type": "string"},
                     "summary": {"type": "object", "properties": {
