@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use uploader_core::config::{
-    DEFAULT_CHECKSUM_CHOICE, DEFAULT_CONCURRENCY, DEFAULT_MAX_BUFFER_BYTES,
-    DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, DEFAULT_RETRIES, format_duration, format_size,
+    DEFAULT_CHECKSUM_CHOICE, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PART_SIZE, DEFAULT_RETRIES, format_duration, format_size,
 };
 use uploader_core::env;
 use uploader_server::config as server;
@@ -158,16 +158,26 @@ pub struct CleanupArgs {
 #[derive(Debug, Args, Clone)]
 pub struct TuningArgs {
     /// S3 requests in flight, shared by small files and parts (in the daemon: by every HTTP
-    /// request).
+    /// request). Given alone, exactly N (fixed); with --concurrency-mode adaptive, the ceiling.
+    /// Default: adaptive, up to 256.
     #[arg(
         long,
         short = 'c',
         value_name = "N",
         env = env::UPLOADER_CONCURRENCY,
-        default_value_t = DEFAULT_CONCURRENCY,
         help_heading = "Tuning"
     )]
-    pub concurrency: usize,
+    pub concurrency: Option<usize>,
+    /// adaptive: requests in flight follow the endpoint (more while latency stays flat, half on
+    /// throttling) between 16 and --concurrency; fixed: exactly --concurrency (default 16).
+    /// Default: adaptive, unless --concurrency is given.
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = env::UPLOADER_CONCURRENCY_MODE,
+        help_heading = "Tuning"
+    )]
+    pub concurrency_mode: Option<String>,
     /// Multipart part size (5MiB..5GiB), e.g. 8MiB, 16M.
     #[arg(
         long,

@@ -16,6 +16,7 @@ use crate::progress::{self, Tally};
 pub struct Output {
     pub json: bool,
     pub quiet: bool,
+    pub verbose: bool,
     /// Draw a progress bar (stderr is a terminal, not quiet).
     pub progress: bool,
 }
@@ -25,6 +26,7 @@ impl Output {
         Output {
             json: args.json,
             quiet: args.quiet,
+            verbose: args.verbose > 0,
             progress: !args.quiet && std::io::stderr().is_terminal(),
         }
     }
@@ -67,6 +69,8 @@ struct SummaryLine {
     /// `K/N` with `--shard`.
     #[serde(skip_serializing_if = "Option::is_none")]
     shard: Option<String>,
+    /// Requests in flight: mode, final and peak limit, ceiling.
+    concurrency: uploader_core::ConcurrencyReport,
 }
 
 pub fn human_bytes(b: u64) -> String {
@@ -201,6 +205,7 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             aborted_multipart: report.aborted_multipart,
             cancelled: report.cancelled,
             shard: shard.map(|s| s.to_string()),
+            concurrency: report.concurrency,
         });
         return;
     }
@@ -220,6 +225,13 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             ""
         }
     );
+    if out.verbose {
+        let c = report.concurrency;
+        println!(
+            "requests in flight: {} (limit {} at the end, peak {}, ceiling {})",
+            c.mode, c.limit, c.peak, c.ceiling
+        );
+    }
     if s.failed > 0 {
         println!("failures:");
         for f in report.failures() {

@@ -234,8 +234,14 @@ impl TryFrom<&TuningArgs> for Tuning {
 
     fn try_from(t: &TuningArgs) -> anyhow::Result<Tuning> {
         let checksum = uploader_core::checksum::parse_choice(&t.checksum).context("--checksum")?;
+        let (concurrency, concurrency_mode) = uploader_core::config::resolve_concurrency(
+            t.concurrency,
+            t.concurrency_mode.as_deref(),
+        )
+        .context("--concurrency-mode")?;
         let config = UploadConfig {
-            concurrency: t.concurrency,
+            concurrency,
+            concurrency_mode,
             part_size: parse_size(&t.part_size).context("--part-size")?,
             multipart_threshold: parse_size(&t.multipart_threshold)
                 .context("--multipart-threshold")?,

@@ -3,12 +3,18 @@
 use crate::checksum::ChecksumAlgorithm;
 use crate::plan::{MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::retry::RetryPolicy;
+pub use crate::schedule::ConcurrencyMode;
 use crate::sniff::MimePolicy;
 
 const MIB: u64 = 1024 * 1024;
 
-/// Default number of requests in flight (small-file PUTs and parts together).
-pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default ceiling of requests in flight (small-file PUTs and parts together): the adaptive
+/// limit ([`ConcurrencyMode::Adaptive`], the default) moves between
+/// [`crate::schedule::ADAPTIVE_FLOOR`] and this.
+pub const DEFAULT_CONCURRENCY: usize = 256;
+/// Requests in flight of [`ConcurrencyMode::Fixed`] when no number is given (the default of
+/// earlier versions), and the floor of the adaptive limit.
+pub const DEFAULT_FIXED_CONCURRENCY: usize = 16;
 /// Default part size of multipart uploads.
 pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 /// Files of this size or more go multipart.
@@ -32,8 +38,12 @@ pub const DEFAULT_CHECKSUM_CHOICE: &str = "crc32c";
 /// How a job uploads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadConfig {
-    /// Requests in flight, shared by every file and part (default [`DEFAULT_CONCURRENCY`]).
+    /// Requests in flight, shared by every file and part (default [`DEFAULT_CONCURRENCY`]):
+    /// exactly this many in [`ConcurrencyMode::Fixed`], at most this many in
+    /// [`ConcurrencyMode::Adaptive`].
     pub concurrency: usize,
+    /// Fixed, or following the endpoint (default: adaptive).
+    pub concurrency_mode: ConcurrencyMode,
     /// Part size of multipart uploads (default [`DEFAULT_PART_SIZE`]); raised automatically
     /// for files that would need more than 10 000 parts.
     pub part_size: u64,
@@ -68,6 +78,7 @@ impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
             concurrency: DEFAULT_CONCURRENCY,
+            concurrency_mode: ConcurrencyMode::Adaptive,
             part_size: DEFAULT_PART_SIZE,
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
@@ -155,6 +166,34 @@ impl UploadConfig {
         }
         Ok(())
     }
+}
+
+/// A concurrency mode that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid concurrency mode {0:?}: expected adaptive or fixed")]
+pub struct ModeError(String);
+
+/// The concurrency from the two settings: a number alone is fixed; a mode alone takes its
+/// default number ([`DEFAULT_CONCURRENCY`] as the adaptive ceiling, [`DEFAULT_FIXED_CONCURRENCY`]
+/// fixed); neither is adaptive up to [`DEFAULT_CONCURRENCY`].
+pub fn resolve_concurrency(
+    n: Option<usize>,
+    mode: Option<&str>,
+) -> Result<(usize, ConcurrencyMode), ModeError> {
+    let mode = match mode.map(str::trim) {
+        None => None,
+        Some(m) if m.eq_ignore_ascii_case("adaptive") => Some(ConcurrencyMode::Adaptive),
+        Some(m) if m.eq_ignore_ascii_case("fixed") => Some(ConcurrencyMode::Fixed),
+        Some(m) => return Err(ModeError(m.to_owned())),
+    };
+    Ok(match (n, mode) {
+        (None, None | Some(ConcurrencyMode::Adaptive)) => {
+            (DEFAULT_CONCURRENCY, ConcurrencyMode::Adaptive)
+        }
+        (None, Some(ConcurrencyMode::Fixed)) => (DEFAULT_FIXED_CONCURRENCY, ConcurrencyMode::Fixed),
+        (Some(n), None | Some(ConcurrencyMode::Fixed)) => (n, ConcurrencyMode::Fixed),
+        (Some(n), Some(ConcurrencyMode::Adaptive)) => (n, ConcurrencyMode::Adaptive),
+    })
 }
 
 /// A size that could not be parsed.

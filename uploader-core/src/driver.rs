@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::job::Job;
 use crate::key::ObjectKey;
-use crate::report::{ErrorCode, FileError, FileOutcome, FileReport, Report};
+use crate::report::{ConcurrencyReport, ErrorCode, FileError, FileOutcome, FileReport, Report};
 use crate::walk::Input;
 
 /// The scheduler loop: takes inputs in order, refuses duplicates, spawns a bounded number of
@@ -81,6 +81,12 @@ pub(crate) async fn run(job: Arc<Job>, mut rx: Receiver<Input>) -> Report {
         retries: job.retries.load(Ordering::Relaxed),
         aborted_multipart: job.aborted.load(Ordering::Relaxed),
         cancelled: job.cancel.is_cancelled(),
+        concurrency: ConcurrencyReport {
+            mode: job.budget.mode(),
+            limit: job.budget.limit(),
+            peak: job.budget.peak_limit(),
+            ceiling: job.budget.max_requests(),
+        },
     }
 }
 

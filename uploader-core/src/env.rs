@@ -39,6 +39,8 @@ pub const UPLOADER_EMBEDDED_S3: &str = "UPLOADER_EMBEDDED_S3";
 
 /// Requests in flight (`--concurrency`).
 pub const UPLOADER_CONCURRENCY: &str = "UPLOADER_CONCURRENCY";
+/// `adaptive` or `fixed` (`--concurrency-mode`).
+pub const UPLOADER_CONCURRENCY_MODE: &str = "UPLOADER_CONCURRENCY_MODE";
 /// Multipart part size (`--part-size`).
 pub const UPLOADER_PART_SIZE: &str = "UPLOADER_PART_SIZE";
 /// Size from which files go multipart (`--multipart-threshold`).

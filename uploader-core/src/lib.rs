@@ -68,14 +68,16 @@ pub mod validate;
 pub mod walk;
 
 pub use checksum::{Checksum, ChecksumAlgorithm};
-pub use config::{ConfigError, UploadConfig};
+pub use config::{ConcurrencyMode, ConfigError, UploadConfig};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedS3;
 pub use error::error_chain;
 pub use key::{KeyError, KeyPrefix, ObjectKey};
 pub use limit::{RateLimits, Timetable};
 pub use plan::{Plan, StreamPlan};
-pub use report::{ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary};
+pub use report::{
+    ConcurrencyReport, ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary,
+};
 pub use retry::RetryPolicy;
 pub use sniff::MimePolicy;
 pub use source::stream::{StreamEnd, StreamResult, StreamUpload};

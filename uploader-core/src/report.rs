@@ -228,6 +228,26 @@ pub struct Report {
     pub aborted_multipart: u64,
     /// Whether the job was cancelled.
     pub cancelled: bool,
+    /// Requests in flight: how the limit was set and where it went.
+    pub concurrency: ConcurrencyReport,
+}
+
+/// How many requests a job had in flight (the limit is shared by the uploader's jobs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConcurrencyReport {
+    /// `adaptive` or `fixed`.
+    #[serde(serialize_with = "display")]
+    pub mode: crate::config::ConcurrencyMode,
+    /// The limit when the job ended.
+    pub limit: usize,
+    /// The highest limit reached.
+    pub peak: usize,
+    /// The ceiling (the configured concurrency).
+    pub ceiling: usize,
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 impl Report {

@@ -14,19 +14,68 @@
 //! and each network body its current part ([`crate::source::stream`]). Only file ranges over a
 //! quarter of the budget take no byte permits: the HTTP client streams them from disk on each
 //! attempt. Deliberately left out: what a body is and when it is read (the sources).
+//!
+//! # Requests in flight that follow the endpoint
+//!
+//! In [`ConcurrencyMode::Adaptive`] (the default) the number of request permits moves between a
+//! floor ([`ADAPTIVE_FLOOR`]) and the configured concurrency (the ceiling), the way TCP finds
+//! its window. Every request reports how long it took and whether the server throttled it
+//! ([`Budget::observe`], called by the store wrapper [`crate::store::Observed`]). After each
+//! window (about one round of `limit` requests):
+//!
+//! * throttled (503 SlowDown, 429) in the window: the limit is halved (multiplicative decrease);
+//! * else, when every permit was in use and the latency of the small requests (bodies up to
+//!   [`SMALL_REQUEST`]; large bodies take as long as the link needs, whatever the load) stays
+//!   within [`GROW_BELOW`] × the lowest seen: the limit doubles until its first decrease (slow
+//!   start), then grows by a quarter;
+//! * when that latency climbs above [`SHRINK_ABOVE`] × the lowest: the limit shrinks by a tenth.
+//!
+//! Memory stays bounded by the byte budget, not by the number of requests. A lowered limit
+//! retires permits as requests give them back; nothing in flight is interrupted.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Byte permits are counted in KiB so that one acquisition fits in a `u32`.
 const BYTE_UNIT: u64 = 1024;
 
+/// How the number of requests in flight is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConcurrencyMode {
+    /// Follow the endpoint, between [`ADAPTIVE_FLOOR`] and the configured concurrency.
+    #[default]
+    Adaptive,
+    /// Exactly the configured concurrency.
+    Fixed,
+}
+
+impl std::fmt::Display for ConcurrencyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConcurrencyMode::Adaptive => "adaptive",
+            ConcurrencyMode::Fixed => "fixed",
+        })
+    }
+}
+
+/// The adaptive limit never goes below this (or the ceiling, if lower): the fixed default of
+/// earlier versions, which keeps a loopback endpoint's two cores busy.
+pub const ADAPTIVE_FLOOR: usize = crate::config::DEFAULT_FIXED_CONCURRENCY;
+/// Requests whose body is at most this large are latency samples.
+pub const SMALL_REQUEST: u64 = 1 << 20;
+/// The limit grows while small requests take at most this × the lowest latency seen.
+pub const GROW_BELOW: f64 = 1.5;
+/// The limit shrinks when small requests take more than this × the lowest latency seen.
+pub const SHRINK_ABOVE: f64 = 3.0;
+
 /// Shared limits. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Budget {
     requests: Arc<Semaphore>,
-    max_requests: usize,
+    control: Arc<Control>,
     bytes: Arc<Semaphore>,
     max_byte_units: u64,
     /// Idle body buffers, reused so that reading a part neither page-faults fresh memory nor
@@ -37,16 +86,181 @@ pub struct Budget {
 /// The right to send one request; dropped when the request is done.
 #[derive(Debug)]
 pub struct RequestPermit {
-    _request: OwnedSemaphorePermit,
+    request: Option<OwnedSemaphorePermit>,
+    control: Arc<Control>,
+}
+
+impl Drop for RequestPermit {
+    fn drop(&mut self) {
+        self.control.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // A lowered limit retires permits as they come back.
+        let retire = self
+            .control
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if retire && let Some(p) = self.request.take() {
+            p.forget();
+        }
+    }
+}
+
+/// What one request went through, for the adaptive limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSample {
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Whether its body was at most [`SMALL_REQUEST`] (its latency is the endpoint's).
+    pub small: bool,
+    /// Whether the server throttled it (503 SlowDown, 429).
+    pub throttled: bool,
+}
+
+/// The adaptive limit and what it is decided from.
+#[derive(Debug)]
+struct Control {
+    mode: ConcurrencyMode,
+    ceiling: usize,
+    floor: usize,
+    limit: AtomicUsize,
+    peak: AtomicUsize,
+    /// Permits to retire as requests give them back.
+    debt: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// Every permit was in use at some point of the window.
+    saturated: AtomicBool,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    completed: usize,
+    small: u32,
+    small_total: Duration,
+    small_min: Option<Duration>,
+    throttled: bool,
+    /// The lowest small-request latency seen (slowly forgotten, so that a changed path is
+    /// learnt).
+    base: Option<Duration>,
+    /// Past slow start: the limit has come down once (throttled or latency climbing).
+    settled: bool,
+}
+
+impl Control {
+    /// Ends the window after about one round of requests; returns the new limit if it changed.
+    fn observe(&self, s: RequestSample, requests: &Semaphore) -> Option<(usize, usize)> {
+        if self.mode == ConcurrencyMode::Fixed {
+            return None;
+        }
+        let mut w = self.window.lock().expect("never poisoned");
+        w.completed += 1;
+        w.throttled |= s.throttled;
+        if s.small && !s.throttled {
+            w.small += 1;
+            w.small_total += s.elapsed;
+            w.small_min = Some(w.small_min.map_or(s.elapsed, |m| m.min(s.elapsed)));
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
+        if w.completed < limit.max(8) {
+            return None;
+        }
+        if let Some(m) = w.small_min {
+            // Forgotten at 1 % a window.
+            let kept = w.base.map(|b| b.mul_f64(1.01));
+            w.base = Some(kept.map_or(m, |b| b.min(m)));
+        }
+        let saturated = self.saturated.swap(false, Ordering::Relaxed);
+        let mut settled = w.settled;
+        let next = if w.throttled {
+            settled = true;
+            limit / 2
+        } else if let (true, Some(base)) = (w.small >= 4, w.base) {
+            let mean = w.small_total / w.small;
+            let ratio = mean.as_secs_f64() / base.as_secs_f64().max(1e-6);
+            if ratio <= GROW_BELOW && saturated {
+                // Slow start doubles until the first decrease; then a quarter at a time.
+                limit + if settled { (limit / 4).max(1) } else { limit }
+            } else if ratio > SHRINK_ABOVE {
+                settled = true;
+                limit - (limit / 10).max(1)
+            } else {
+                limit
+            }
+        } else {
+            limit
+        }
+        .clamp(self.floor, self.ceiling);
+        let base = w.base;
+        *w = Window {
+            base,
+            settled,
+            ..Window::default()
+        };
+        if next == limit {
+            return None;
+        }
+        self.set(limit, next, requests);
+        Some((limit, next))
+    }
+
+    /// Moves the limit from `old` to `new` (under the window lock).
+    fn set(&self, old: usize, new: usize, requests: &Semaphore) {
+        if new > old {
+            let mut more = new - old;
+            // Cancel retirements still owed before adding permits.
+            while more > 0 {
+                let d = self.debt.load(Ordering::Acquire);
+                if d == 0 {
+                    break;
+                }
+                let take = d.min(more);
+                if self
+                    .debt
+                    .compare_exchange(d, d - take, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    more -= take;
+                }
+            }
+            requests.add_permits(more);
+        } else {
+            let fewer = old - new;
+            let now = requests.forget_permits(fewer);
+            self.debt.fetch_add(fewer - now, Ordering::AcqRel);
+        }
+        self.limit.store(new, Ordering::Relaxed);
+        self.peak.fetch_max(new, Ordering::Relaxed);
+    }
 }
 
 impl Budget {
-    /// A budget of `max_requests` requests in flight and `max_bytes` bytes buffered.
+    /// A budget of `max_requests` requests in flight (fixed) and `max_bytes` bytes buffered.
     pub fn new(max_requests: usize, max_bytes: u64) -> Budget {
+        Budget::with_mode(max_requests, max_bytes, ConcurrencyMode::Fixed)
+    }
+
+    /// A budget of at most `max_requests` requests in flight, fixed or adaptive (starting at
+    /// the floor), and `max_bytes` bytes buffered.
+    pub fn with_mode(max_requests: usize, max_bytes: u64, mode: ConcurrencyMode) -> Budget {
         let max_byte_units = max_bytes.div_ceil(BYTE_UNIT).max(1);
+        let floor = ADAPTIVE_FLOOR.min(max_requests);
+        let start = match mode {
+            ConcurrencyMode::Adaptive => floor,
+            ConcurrencyMode::Fixed => max_requests,
+        };
         Budget {
-            requests: Arc::new(Semaphore::new(max_requests)),
-            max_requests,
+            requests: Arc::new(Semaphore::new(start)),
+            control: Arc::new(Control {
+                mode,
+                ceiling: max_requests,
+                floor,
+                limit: AtomicUsize::new(start),
+                peak: AtomicUsize::new(start),
+                debt: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
+                saturated: AtomicBool::new(false),
+                window: Mutex::default(),
+            }),
             bytes: Arc::new(Semaphore::new(
                 usize::try_from(max_byte_units).unwrap_or(Semaphore::MAX_PERMITS),
             )),
@@ -92,7 +306,25 @@ impl Budget {
             .acquire_owned()
             .await
             .expect("the budget semaphore is never closed");
-        RequestPermit { _request: request }
+        let c = &self.control;
+        if c.in_flight.fetch_add(1, Ordering::Relaxed) + 1 >= c.limit.load(Ordering::Relaxed) {
+            c.saturated.store(true, Ordering::Relaxed);
+        }
+        RequestPermit {
+            request: Some(request),
+            control: Arc::clone(c),
+        }
+    }
+
+    /// Reports what a request went through; in adaptive mode, may move the limit.
+    pub fn observe(&self, sample: RequestSample) {
+        if let Some((old, new)) = self.control.observe(sample, &self.requests) {
+            if new.abs_diff(old) * 4 >= old || new == self.control.ceiling {
+                tracing::info!(from = old, to = new, "requests in flight");
+            } else {
+                tracing::debug!(from = old, to = new, "requests in flight");
+            }
+        }
     }
 
     /// Waits for `bytes` of the byte budget (capped at the whole budget, so a body larger than
@@ -108,12 +340,27 @@ impl Budget {
 
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
-        self.max_requests - self.requests.available_permits()
+        self.control.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The configured request limit.
+    /// The configured request limit (the ceiling, in adaptive mode).
     pub fn max_requests(&self) -> usize {
-        self.max_requests
+        self.control.ceiling
+    }
+
+    /// The request limit in force now.
+    pub fn limit(&self) -> usize {
+        self.control.limit.load(Ordering::Relaxed)
+    }
+
+    /// The highest request limit reached so far.
+    pub fn peak_limit(&self) -> usize {
+        self.control.peak.load(Ordering::Relaxed)
+    }
+
+    /// Fixed or adaptive.
+    pub fn mode(&self) -> ConcurrencyMode {
+        self.control.mode
     }
 }
 
@@ -144,6 +391,73 @@ mod tests {
         }
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         assert_eq!(budget.in_flight(), 0);
+    }
+
+    fn sample(ms: u64, throttled: bool) -> RequestSample {
+        RequestSample {
+            elapsed: Duration::from_millis(ms),
+            small: true,
+            throttled,
+        }
+    }
+
+    /// Holds `n` permits (so that the budget is saturated) while `samples` are observed.
+    async fn rounds(budget: &Budget, n: usize, rounds: usize, ms: u64, throttled: bool) {
+        for _ in 0..rounds {
+            let limit = budget.limit();
+            let held: Vec<_> =
+                futures::future::join_all((0..limit.min(n)).map(|_| budget.acquire())).await;
+            for _ in 0..limit {
+                budget.observe(sample(ms, throttled));
+            }
+            drop(held);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_adaptive_limit_grows_while_latency_is_flat_and_halves_when_throttled() {
+        let budget = Budget::with_mode(256, 1 << 30, ConcurrencyMode::Adaptive);
+        assert_eq!(budget.limit(), ADAPTIVE_FLOOR, "starts at the floor");
+        // Flat 20 ms latency with every permit in use: up to the ceiling.
+        rounds(&budget, 1024, 40, 20, false).await;
+        assert_eq!(budget.limit(), 256);
+        assert_eq!(budget.peak_limit(), 256);
+        // The permits really are there: 256 at once.
+        let all: Vec<_> = futures::future::join_all((0..256).map(|_| budget.acquire())).await;
+        assert_eq!(budget.in_flight(), 256);
+        drop(all);
+        // Throttled: halved per window, down to the floor and no further.
+        rounds(&budget, 1024, 1, 20, true).await;
+        assert_eq!(budget.limit(), 128);
+        rounds(&budget, 1024, 10, 20, true).await;
+        assert_eq!(budget.limit(), ADAPTIVE_FLOOR);
+        // Only the floor's permits are left.
+        let floor: Vec<_> =
+            futures::future::join_all((0..ADAPTIVE_FLOOR).map(|_| budget.acquire())).await;
+        let one_more = tokio::time::timeout(Duration::from_millis(50), budget.acquire()).await;
+        assert!(one_more.is_err(), "no permit beyond the limit");
+        drop(floor);
+    }
+
+    #[tokio::test]
+    async fn the_adaptive_limit_shrinks_when_latency_climbs_and_does_not_grow_unused() {
+        let budget = Budget::with_mode(256, 1 << 30, ConcurrencyMode::Adaptive);
+        rounds(&budget, 1024, 12, 20, false).await;
+        let high = budget.limit();
+        assert!(high > 64, "{high}");
+        // Latency four times the lowest: shrinks.
+        rounds(&budget, 1024, 3, 80, false).await;
+        assert!(budget.limit() < high, "{} after {high}", budget.limit());
+        // Flat latency but the permits not all in use: no growth.
+        let before = budget.limit();
+        rounds(&budget, 2, 5, 20, false).await;
+        assert_eq!(budget.limit(), before);
+        // Permits retired while in use come back as debt, never as extra permits.
+        let fixed = Budget::new(8, 1 << 20);
+        for _ in 0..100 {
+            fixed.observe(sample(1, true));
+        }
+        assert_eq!(fixed.limit(), 8, "a fixed budget never moves");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::ChecksumAlgorithm;
+use crate::config::ConcurrencyMode;
 use crate::config::{ConfigError, UploadConfig};
 use crate::job::Job;
 use crate::key::{KeyPrefix, ObjectKey};
@@ -19,7 +20,7 @@ use crate::report::{Event, Report};
 use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
 use crate::source::stream::StreamUpload;
-use crate::store::{ObjectStore, RequestLimited};
+use crate::store::{ObjectStore, Observed, RequestLimited};
 use crate::walk::{Input, Source, WalkOptions, spawn_walk};
 
 /// Inputs buffered between the walker and the scheduler.
@@ -63,9 +64,18 @@ impl UploaderBuilder {
         self.config = config;
         self
     }
-    /// Requests in flight.
+    /// Exactly `n` requests in flight ([`ConcurrencyMode::Fixed`]).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n;
+        self.config.concurrency_mode = ConcurrencyMode::Fixed;
+        self
+    }
+    /// Requests in flight that follow the endpoint, up to `ceiling`
+    /// ([`ConcurrencyMode::Adaptive`], the default with a ceiling of
+    /// [`crate::config::DEFAULT_CONCURRENCY`]).
+    pub fn with_adaptive_concurrency(mut self, ceiling: usize) -> Self {
+        self.config.concurrency = ceiling;
+        self.config.concurrency_mode = ConcurrencyMode::Adaptive;
         self
     }
     /// Part size of multipart uploads.
@@ -115,14 +125,19 @@ impl UploaderBuilder {
         self
     }
     /// Validates the configuration and builds the uploader. Every request to the store is
-    /// charged to the request rate of the limits (the store is wrapped in [`RequestLimited`]).
+    /// charged to the request rate of the limits (the store is wrapped in [`RequestLimited`])
+    /// and timed for the adaptive limit of requests in flight ([`Observed`]).
     pub fn build(self) -> Result<Uploader, ConfigError> {
         self.config.validate()?;
         let store = self.store.ok_or(ConfigError::MissingStore)?;
+        let c = &self.config;
+        let budget = Budget::with_mode(c.concurrency, c.max_buffer_bytes, c.concurrency_mode);
+        // Requests are timed inside the request-rate wait: a wait for --tps-limit is not latency.
+        let observed = Arc::new(Observed::new(store, budget.clone()));
         Ok(Uploader {
-            budget: Budget::new(self.config.concurrency, self.config.max_buffer_bytes),
+            budget,
             config: Arc::new(self.config),
-            store: Arc::new(RequestLimited::new(store, self.limits.clone())),
+            store: Arc::new(RequestLimited::new(observed, self.limits.clone())),
             limits: self.limits,
         })
     }

@@ -142,7 +142,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!("uploader_in_flight_requests").set(state.uploader.budget().in_flight() as f64);
+    let budget = state.uploader.budget();
+    metrics::gauge!("uploader_in_flight_requests").set(budget.in_flight() as f64);
+    metrics::gauge!("uploader_concurrency_limit").set(budget.limit() as f64);
+    metrics::gauge!("uploader_concurrency_peak").set(budget.peak_limit() as f64);
     let body = state.metrics.render();
     let mut resp = body.into_response();
     resp.headers_mut().insert(
