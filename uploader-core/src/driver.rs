@@ -1,6 +1,6 @@
 //! Driver: the scheduler loop of a job. It takes inputs in order, refuses a key already used in
-//! this job (`duplicate_key`), starts at most `2 × concurrency` file tasks at once (enough to
-//! keep every request slot busy with small files while others are being read), and gathers one
+//! this job (`duplicate_key`), starts at most twice the request limit in force of file tasks at
+//! once (enough to keep every request slot busy with small files while others are being read), and gathers one
 //! report per input, in input order. What a file task does is the file source's business
 //! ([`crate::source::file`]).
 
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
 
@@ -22,7 +21,6 @@ use crate::walk::Input;
 /// file tasks, and gathers one report per input.
 pub(crate) async fn run(job: Arc<Job>, mut rx: Receiver<Input>) -> Report {
     let started = Instant::now();
-    let slots = Arc::new(Semaphore::new(job.budget.max_requests() * 2));
     let mut tasks: JoinSet<FileReport> = JoinSet::new();
     let mut done: Vec<FileReport> = Vec::new();
     let mut keys: HashMap<ObjectKey, usize> = HashMap::new();
@@ -53,13 +51,14 @@ pub(crate) async fn run(job: Arc<Job>, mut rx: Receiver<Input>) -> Report {
             continue;
         }
         keys.insert(key.clone(), i);
-        let permit = Arc::clone(&slots)
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        // Twice the requests in flight now (the adaptive limit moves): more would only wait,
+        // each holding its sample's reservation and a task.
+        while tasks.len() >= job.budget.limit() * 2 {
+            let r = tasks.join_next().await.expect("tasks are running");
+            done.push(r.expect("file tasks do not panic"));
+        }
         let job = Arc::clone(&job);
         tasks.spawn(async move {
-            let _permit = permit;
             let t0 = Instant::now();
             let (size, outcome) = crate::source::file::upload(&job, i, path, key.clone()).await;
             let mut r = job.finish(i, source, Some(key.into_string()), size, outcome);

@@ -20,7 +20,7 @@ pub(crate) struct Job {
     pub store: Arc<dyn ObjectStore>,
     pub budget: Budget,
     pub config: Arc<UploadConfig>,
-    /// The bandwidth budgets (requests are charged by the store itself, see `RequestLimited`).
+    /// The bandwidth budgets (requests are charged by the store itself, see `Metered`).
     pub limits: RateLimits,
     pub cancel: CancellationToken,
     pub events: Option<UnboundedSender<Event>>,

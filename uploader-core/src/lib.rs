@@ -82,7 +82,7 @@ pub use retry::RetryPolicy;
 pub use sniff::MimePolicy;
 pub use source::stream::{StreamEnd, StreamResult, StreamUpload};
 pub use store::{
-    Body, MemoryStore, ObjectStore, PartNumber, PendingUpload, RequestLimited, S3Config, S3Store,
+    Body, MemoryStore, Metered, ObjectStore, PartNumber, PendingUpload, S3Config, S3Store,
     ServiceErrorKind, StaticCredentials, StoreError, UploadId,
 };
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};

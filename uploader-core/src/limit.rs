@@ -5,10 +5,10 @@
 //! Bytes are charged as the body is sent: the store wraps a paced body ([`Body::Paced`], made by
 //! the transfer) so that each frame of at most [`PACE_SLICE`] bytes waits for its share before it
 //! goes out. A retry sends the body again and is charged again. Requests are charged by
-//! [`RequestLimited`], a store wrapper, once per request of any kind.
+//! [`Metered`], the store wrapper every request passes, once per request of any kind.
 //!
 //! [`Body::Paced`]: crate::store::Body::Paced
-//! [`RequestLimited`]: crate::store::RequestLimited
+//! [`Metered`]: crate::store::Metered
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

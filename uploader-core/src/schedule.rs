@@ -20,7 +20,7 @@
 //! In [`ConcurrencyMode::Adaptive`] (the default) the number of request permits moves between a
 //! floor ([`ADAPTIVE_FLOOR`]) and the configured concurrency (the ceiling), the way TCP finds
 //! its window. Every request reports how long it took and whether the server throttled it
-//! ([`Budget::observe`], called by the store wrapper [`crate::store::Observed`]). After each
+//! ([`Budget::observe`], called by the store wrapper [`crate::store::Metered`]). After each
 //! window (about one round of `limit` requests):
 //!
 //! * throttled (503 SlowDown, 429) in the window: the limit is halved (multiplicative decrease);

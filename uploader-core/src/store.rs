@@ -21,16 +21,14 @@ use crate::limit::Pace;
 
 #[cfg(feature = "testing")]
 mod fault;
-mod limited;
 mod memory;
-mod observed;
+mod metered;
 pub mod s3;
 
 #[cfg(feature = "testing")]
 pub use fault::{Fault, FaultRule, FaultyStore, Operation};
-pub use limited::RequestLimited;
 pub use memory::MemoryStore;
-pub use observed::Observed;
+pub use metered::Metered;
 pub use s3::{S3Config, S3Store, StaticCredentials};
 
 /// The data of one request: a byte range of a file, re-read from disk on every attempt (the file

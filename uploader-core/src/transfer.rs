@@ -315,7 +315,7 @@ impl MultipartSession {
         while let Some(done) = self.running.try_join_next() {
             self.record(done)?;
         }
-        while self.running.len() >= self.job.budget.max_requests().max(1) {
+        while self.running.len() >= self.job.budget.limit().max(1) {
             let done = self.running.join_next().await.expect("parts are running");
             self.record(done)?;
         }

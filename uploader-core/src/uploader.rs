@@ -20,7 +20,7 @@ use crate::report::{Event, Report};
 use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
 use crate::source::stream::StreamUpload;
-use crate::store::{ObjectStore, Observed, RequestLimited};
+use crate::store::{Metered, ObjectStore};
 use crate::walk::{Input, Source, WalkOptions, spawn_walk};
 
 /// Inputs buffered between the walker and the scheduler.
@@ -125,19 +125,17 @@ impl UploaderBuilder {
         self
     }
     /// Validates the configuration and builds the uploader. Every request to the store is
-    /// charged to the request rate of the limits (the store is wrapped in [`RequestLimited`])
-    /// and timed for the adaptive limit of requests in flight ([`Observed`]).
+    /// charged to the request rate of the limits and timed for the adaptive limit of requests
+    /// in flight (the store is wrapped in [`Metered`]).
     pub fn build(self) -> Result<Uploader, ConfigError> {
         self.config.validate()?;
         let store = self.store.ok_or(ConfigError::MissingStore)?;
         let c = &self.config;
         let budget = Budget::with_mode(c.concurrency, c.max_buffer_bytes, c.concurrency_mode);
-        // Requests are timed inside the request-rate wait: a wait for --tps-limit is not latency.
-        let observed = Arc::new(Observed::new(store, budget.clone()));
         Ok(Uploader {
+            store: Arc::new(Metered::new(store, self.limits.clone(), budget.clone())),
             budget,
             config: Arc::new(self.config),
-            store: Arc::new(RequestLimited::new(observed, self.limits.clone())),
             limits: self.limits,
         })
     }

@@ -55,6 +55,18 @@ pub(crate) async fn get(State(state): State<AppState>) -> Json<Value> {
     Json(current(&state))
 }
 
+/// One field of a change, parsed (`None`: not given).
+fn field<T, E: std::fmt::Display>(
+    name: &str,
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(parse)
+        .transpose()
+        .map_err(|e| ApiError::new(ProblemKind::InvalidLimits, format!("{name}: {e}")))
+}
+
 /// `PUT /v1/limits`: parses every given field first (one bad field changes nothing), then
 /// applies them; answers the limits now in force.
 pub(crate) async fn put(
@@ -63,27 +75,9 @@ pub(crate) async fn put(
 ) -> Result<Json<Value>, ApiError> {
     let Json(change) =
         body.map_err(|e| ApiError::new(ProblemKind::InvalidLimits, e.body_text()))?;
-    let invalid = |field: &str, e: &dyn std::fmt::Display| {
-        ApiError::new(ProblemKind::InvalidLimits, format!("{field}: {e}"))
-    };
-    let bandwidth = change
-        .bwlimit
-        .as_deref()
-        .map(parse_rate)
-        .transpose()
-        .map_err(|e| invalid("bwlimit", &e))?;
-    let per_file = change
-        .bwlimit_file
-        .as_deref()
-        .map(parse_rate)
-        .transpose()
-        .map_err(|e| invalid("bwlimit_file", &e))?;
-    let requests = change
-        .tps_limit
-        .as_deref()
-        .map(parse_request_rate)
-        .transpose()
-        .map_err(|e| invalid("tps_limit", &e))?;
+    let bandwidth = field("bwlimit", change.bwlimit.as_deref(), parse_rate)?;
+    let per_file = field("bwlimit_file", change.bwlimit_file.as_deref(), parse_rate)?;
+    let requests = field("tps_limit", change.tps_limit.as_deref(), parse_request_rate)?;
     let limits = state.uploader.limits();
     if let Some(b) = bandwidth {
         limits.set_bandwidth(b);

@@ -21,19 +21,6 @@ struct Cell {
     achieved: f64,
 }
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// Uploads the directory `src` under `prefix` with `limits`; returns the wall time.
 async fn run(
     store: &Arc<S3Store>,
@@ -65,7 +52,7 @@ fn files(count: usize, size: usize) -> anyhow::Result<tempfile::TempDir> {
     for i in 0..count {
         std::fs::write(
             dir.path().join(format!("f{i:05}.bin")),
-            pseudo_random(size, i as u64),
+            uploader_core::testing::pseudo_random(size, i as u64),
         )?;
     }
     Ok(dir)

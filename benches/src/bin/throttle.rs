@@ -76,16 +76,9 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(2000);
     let src = tempfile::tempdir()?;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in 0..files {
-        let mut b = Vec::with_capacity(16 << 10);
-        while b.len() < 16 << 10 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.extend_from_slice(&x.to_le_bytes());
-        }
-        std::fs::write(src.path().join(format!("f{i:05}.bin")), b)?;
+        let body = uploader_core::testing::pseudo_random(16 << 10, i as u64);
+        std::fs::write(src.path().join(format!("f{i:05}.bin")), body)?;
     }
     println!("| server | client | files/s | retries per file | 503s | files lost |");
     println!("|---|---|---|---|---|---|");
