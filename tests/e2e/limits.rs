@@ -5,12 +5,18 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use uploader_core::{EmbeddedS3, ObjectStore as _, S3Store};
+use uploader_core::{
+    EmbeddedS3, KeyPrefix, MimePolicy, ObjectStore as _, RateLimits, S3Store, UploadConfig,
+    Uploader, WalkOptions,
+};
+use uploader_e2e::proxy::{Fault, FaultPlan, Op, Proxy};
 use uploader_e2e::{data, describe, json_lines, run, uploader, write};
 
-use crate::harness::{Daemon, Target};
+use crate::harness::{Daemon, Target, fast_retries};
 
 const MIB: usize = 1 << 20;
 
@@ -156,6 +162,67 @@ async fn a_bwlimit_timetable_applies_the_rate_of_the_current_slot() {
     );
     assert_eq!(
         stored(store.path(), "tt/tt.bin").await.as_deref(),
+        Some(&body[..])
+    );
+}
+
+/// A retry sends its body again, and the bandwidth budget is charged again: a PUT whose answer
+/// the proxy drops (after the server has read and stored the body) costs twice its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_body_is_charged_again() {
+    let data_dir = tempdir();
+    let server = EmbeddedS3::start(data_dir.path(), "lim-retry")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    let plan = FaultPlan::first(Op::PutObject, Fault::DropResponse, 1);
+    let proxy = Proxy::start(&t.endpoint, plan).await;
+    let uploader = Uploader::builder()
+        .with_store(Arc::new(t.store_via(&proxy, None).await))
+        .with_config(UploadConfig {
+            retry: fast_retries(4),
+            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
+            ..UploadConfig::default()
+        })
+        .with_limits(RateLimits::new(Some(4 << 20), None, None))
+        .build()
+        .unwrap();
+    let src = tempdir();
+    let body = data(4 * MIB, 5);
+    write(src.path(), "once.bin", &body);
+    let started = Instant::now();
+    let report = uploader
+        .upload_dir(
+            src.path(),
+            &KeyPrefix::new("retry").unwrap(),
+            WalkOptions::default(),
+        )
+        .wait()
+        .await;
+    let took = started.elapsed();
+    assert!(
+        report.is_success(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        proxy.stats.faults.load(Ordering::Relaxed),
+        1,
+        "the fault fired"
+    );
+    assert_eq!(
+        proxy.stats.seen(Op::PutObject),
+        2,
+        "the body was sent twice"
+    );
+    // 8 MiB charged at 4 MiB/s: about 2 s (once only would be about 1 s).
+    assert!(
+        took >= Duration::from_millis(1700),
+        "{took:?}: the retry was not charged"
+    );
+    let direct = t.direct().await;
+    assert_eq!(
+        direct.get("retry/once.bin").await.unwrap().as_deref(),
         Some(&body[..])
     );
 }
