@@ -227,6 +227,117 @@ async fn a_retried_body_is_charged_again() {
     );
 }
 
+/// An uploader on the embedded endpoint (through `proxy` when given) with a 1 s read timeout,
+/// 5 MiB parts and `limits`.
+async fn short_timeout_uploader(t: &Target, proxy: Option<&Proxy>, limits: RateLimits) -> Uploader {
+    let mut cfg = t.s3.clone();
+    cfg.read_timeout = Some(Duration::from_secs(1));
+    if let Some(p) = proxy {
+        cfg.endpoint_url = Some(p.endpoint());
+    }
+    Uploader::builder()
+        .with_store(Arc::new(S3Store::connect(&cfg).await.unwrap()))
+        .with_config(UploadConfig {
+            part_size: 5 << 20,
+            multipart_threshold: 5 << 20,
+            retry: fast_retries(4),
+            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
+            ..UploadConfig::default()
+        })
+        .with_limits(limits)
+        .build()
+        .unwrap()
+}
+
+/// A paced body that takes longer than the read timeout is not timed out while it moves: the
+/// SDK's read timeout runs from the start of a request, so paced requests are timed by hand,
+/// from their last movement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_body_longer_than_the_read_timeout_is_not_timed_out() {
+    let data_dir = tempdir();
+    let server = EmbeddedS3::start(data_dir.path(), "lim-slow")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    let uploader =
+        short_timeout_uploader(&t, None, RateLimits::new(Some(4 << 20), None, None)).await;
+    let src = tempdir();
+    let (big, small) = (data(11 * MIB, 6), data(4 * MIB, 7));
+    write(src.path(), "big.bin", &big);
+    write(src.path(), "small.bin", &small);
+    let started = Instant::now();
+    let report = uploader
+        .upload_dir(
+            src.path(),
+            &KeyPrefix::new("slow").unwrap(),
+            WalkOptions::default(),
+        )
+        .wait()
+        .await;
+    let took = started.elapsed();
+    assert!(
+        report.is_success(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert_eq!(report.retries, 0, "no request was timed out");
+    // 15 MiB at 4 MiB/s: every request took well over the 1 s read timeout.
+    assert!(took >= Duration::from_millis(3300), "{took:?}");
+    let direct = t.direct().await;
+    assert_eq!(
+        direct.get("slow/big.bin").await.unwrap().as_deref(),
+        Some(&big[..])
+    );
+    assert_eq!(
+        direct.get("slow/small.bin").await.unwrap().as_deref(),
+        Some(&small[..])
+    );
+}
+
+/// A paced request whose server stops answering is still timed out (and retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_request_to_a_stalled_server_is_timed_out() {
+    let data_dir = tempdir();
+    let server = EmbeddedS3::start(data_dir.path(), "lim-stall")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    let plan = FaultPlan::first(Op::PutObject, Fault::Stall(Duration::from_secs(5)), 1);
+    let proxy = Proxy::start(&t.endpoint, plan).await;
+    let limits = RateLimits::new(Some(1 << 20), None, None);
+    let uploader = short_timeout_uploader(&t, Some(&proxy), limits).await;
+    let src = tempdir();
+    let body = data(100 << 10, 8);
+    write(src.path(), "stalled.bin", &body);
+    let report = uploader
+        .upload_dir(
+            src.path(),
+            &KeyPrefix::new("stall").unwrap(),
+            WalkOptions::default(),
+        )
+        .wait()
+        .await;
+    assert!(
+        report.is_success(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        proxy.stats.faults.load(Ordering::Relaxed),
+        1,
+        "the stall fired"
+    );
+    assert!(
+        report.retries >= 1,
+        "the stalled attempt was timed out and retried"
+    );
+    let direct = t.direct().await;
+    assert_eq!(
+        direct.get("stall/stalled.bin").await.unwrap().as_deref(),
+        Some(&body[..])
+    );
+}
+
 #[test]
 fn invalid_limits_are_refused_before_anything_is_uploaded() {
     let (home, src, store) = (tempdir(), tempdir(), tempdir());
@@ -236,6 +347,7 @@ fn invalid_limits_are_refused_before_anything_is_uploaded() {
         (&["--bwlimit", "25:00,1M"][..], "invalid timetable entry"),
         (&["--bwlimit-file=-1M"][..], "--bwlimit-file"),
         (&["--tps-limit", "fast"][..], "invalid request rate"),
+        (&["--bwlimit", "0.4"][..], "invalid rate \"0.4\""),
     ] {
         let (out, _) = upload(home.path(), src.path(), store.path(), "bad", args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
@@ -376,11 +488,12 @@ async fn the_daemon_limits_its_requests_and_changes_them_at_run_time() {
         problem["detail"].as_str().unwrap().contains("tps_limit"),
         "{problem}"
     );
-    let (_, unknown) = curl(
+    let (status, unknown) = curl(
         daemon.port,
         admin("PUT", ADMIN, Some(r#"{"bwlimt":"off"}"#)),
     )
     .await;
+    assert_eq!(status, 400, "{unknown}");
     assert!(
         unknown["detail"].as_str().unwrap_or("").contains("bwlimt"),
         "{unknown}"
@@ -406,6 +519,22 @@ async fn the_daemon_limits_its_requests_and_changes_them_at_run_time() {
     assert_eq!(
         direct.get("fast/d.bin").await.unwrap().as_deref(),
         Some(&body[..])
+    );
+    // A limit set at run time holds the next upload: freed above, limited again through the
+    // API only.
+    let (status, _) = curl(
+        daemon.port,
+        admin("PUT", ADMIN, Some(r#"{"bwlimit":"8M","tps_limit":"off"}"#)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let (status, resp) = daemon.post(&[&file], "again").await;
+    let took = started.elapsed();
+    assert_eq!(status, 201, "{resp}");
+    assert!(
+        took >= Duration::from_millis(1800),
+        "16 MiB in {took:?} after PUT bwlimit 8M"
     );
 
     let log = std::fs::read_to_string(home.path().join("daemon.log")).unwrap();

@@ -12,9 +12,16 @@ use uploader_e2e::servers::venv_bin;
 use uploader_e2e::{data, describe, json_lines, run, uploader, write};
 
 /// The documented hash, written from its definition (not by calling the uploader's code):
-/// MD5 of the NFC, lower-cased relative path; first 8 bytes little-endian; mod N.
+/// MD5 of the NFC relative path lower-cased a character at a time (Go's simple mapping: 'İ' is
+/// 'i'); first 8 bytes little-endian; mod N.
 fn shard_of(rel: &str, n: u64) -> u64 {
-    let normal = rel.nfc().collect::<String>().to_lowercase();
+    let normal: String = rel
+        .nfc()
+        .map(|c| match c {
+            '\u{130}' => "i".to_owned(),
+            c => c.to_lowercase().collect(),
+        })
+        .collect();
     let d = md5::Md5::digest(normal.as_bytes());
     u64::from_le_bytes(d[..8].try_into().unwrap()) % n
 }
@@ -27,6 +34,7 @@ fn tree(root: &Path) -> Vec<String> {
             0 => format!("top-{i}.bin"),
             1 => format!("Nested/Deeper/File {i}.BIN"),
             2 => format!("caf\u{e9}/\u{fc}ber-{i}.bin"),
+            3 if i % 2 == 0 => format!("\u{39f}\u{394}\u{39f}\u{3a3}/\u{130}stanbul-{i}.bin"),
             3 => format!("a/b/c/d/{i}"),
             _ => format!("MiXeD/CaSe-{i}.bin"),
         };
@@ -223,6 +231,36 @@ async fn auto_shards_read_the_job_runners_index() {
             "{}",
             describe(&out)
         );
+    }
+}
+
+/// A listed file that is missing fails in its own shard only: every other shard skips it before
+/// looking at it, and exits 0.
+#[test]
+fn a_missing_listed_file_fails_in_its_own_shard_only() {
+    let (home, src, store) = (tempdir(), tempdir(), tempdir());
+    write(src.path(), "there.txt", b"here\n");
+    let list = src.path().join("list.txt");
+    std::fs::write(&list, "there.txt\nmissing-file.txt\n").unwrap();
+    let owner = shard_of("missing-file.txt", 3);
+    for k in 0..3 {
+        let out = run(uploader(home.path())
+            .arg("upload")
+            .arg(src.path())
+            .arg("s3://shards/listed/")
+            .arg("--embedded-s3")
+            .arg(store.path())
+            .arg("--files-from")
+            .arg(&list)
+            .args(["--json", "--shard", &format!("{k}/3")]));
+        let failed = json_lines(&out).pop().unwrap()["failed"].as_u64().unwrap();
+        if k == owner {
+            assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+            assert_eq!(failed, 1, "{}", describe(&out));
+        } else {
+            assert_eq!(out.status.code(), Some(0), "shard {k}: {}", describe(&out));
+            assert_eq!(failed, 0);
+        }
     }
 }
 

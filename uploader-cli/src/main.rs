@@ -149,11 +149,25 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     tokio::spawn(async move {
         // SIGTERM is how job runners (Kubernetes, Slurm's scancel, AWS Batch) stop a task: it
         // is an interruption like Ctrl-C, never a reason to leave multipart uploads open.
+        // Either signal that could not be registered is left out (and said), never both lost.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
+            .map_err(|e| tracing::warn!(error = %e, "SIGTERM is not handled"))
+            .ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => drop(t.recv().await),
+                None => std::future::pending().await,
+            }
+        };
+        let ctrl_c = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!(error = %e, "Ctrl-C is not handled");
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
-            r = tokio::signal::ctrl_c() => if r.is_err() { return },
-            _ = term.recv() => {}
+            () = ctrl_c => {}
+            () = sigterm => {}
         }
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("interrupted: stopping, aborting open multipart uploads...");

@@ -137,27 +137,31 @@ impl RateLimits {
         })
     }
 
-    /// Waits for the request budget to allow one more request.
-    pub(crate) async fn request(&self) {
+    /// Waits for the request budget to allow one more request; returns how long it waited.
+    pub(crate) async fn request(&self) -> Duration {
         let wait = self.0.requests.consume_duration(1);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        wait
     }
 
-    /// The pace of one file's bodies: the shared bandwidth and a budget of its own. `None` when
-    /// neither limits anything (the body is then sent as is, at no cost).
-    pub(crate) fn pace_for_file(&self) -> Option<Pace> {
-        let mut limiters = Vec::with_capacity(2);
-        if self.bandwidth().is_some() {
-            limiters.push(self.0.bandwidth.clone());
-        }
+    /// The pace of one file's bodies: the shared bandwidth (always, so that a limit set while
+    /// the file is being sent applies to its later bytes) and, with a per-file rate, a budget
+    /// of its own.
+    pub(crate) fn pace_for_file(&self) -> Pace {
+        let mut limiters = vec![self.0.bandwidth.clone()];
         if let Some(per_file) = self.per_file() {
             limiters.push(Limiter::new(per_file as f64));
         }
-        (!limiters.is_empty()).then(|| Pace(limiters.into()))
+        Pace(limiters.into())
     }
 }
+
+/// Bodies larger than this are always paced (sent through the budgets even while no limit is
+/// set), so that a limit set at run time reaches a part already being sent; smaller ones are
+/// paced only while a limit is set.
+pub const PACE_ALWAYS_ABOVE: u64 = 1 << 20;
 
 /// The budgets one body's bytes are charged to (see [`crate::store::Body::Paced`]).
 #[derive(Clone)]
@@ -171,6 +175,11 @@ impl std::fmt::Debug for Pace {
 }
 
 impl Pace {
+    /// Whether a body of `len` bytes goes through the budgets (see [`PACE_ALWAYS_ABOVE`]).
+    pub(crate) fn applies_to(&self, len: u64) -> bool {
+        len > PACE_ALWAYS_ABOVE || self.0.iter().any(|l| l.speed_limit().is_finite())
+    }
+
     /// Charges `bytes` to every budget; returns how long to wait before sending them (the
     /// longest wait of the budgets).
     pub fn charge(&self, bytes: usize) -> Duration {
@@ -210,6 +219,10 @@ pub fn parse_rate(s: &str) -> Result<Option<u64>, RateError> {
     let n: f64 = num.parse().map_err(|_| err())?;
     let bytes = n * size_unit(unit.trim()).ok_or_else(err)? as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(err());
+    }
+    // A rate above zero that rounds to no bytes at all would silently mean "no limit".
+    if bytes > 0.0 && bytes.round() < 1.0 {
         return Err(err());
     }
     Ok(Some(bytes.round() as u64).filter(|b| *b > 0))
@@ -444,19 +457,35 @@ mod tests {
 
     #[test]
     fn each_file_has_a_budget_of_its_own_and_the_shared_one() {
-        assert!(RateLimits::unlimited().pace_for_file().is_none());
+        let free = RateLimits::unlimited().pace_for_file();
+        assert!(
+            !free.applies_to(PACE_ALWAYS_ABOVE),
+            "small bodies are sent as they are"
+        );
+        assert!(
+            free.applies_to(PACE_ALWAYS_ABOVE + 1),
+            "large ones always go through"
+        );
         let limits = RateLimits::new(None, Some(1000), None);
-        let first = limits.pace_for_file().expect("a per-file limit paces");
+        let first = limits.pace_for_file();
+        assert!(first.applies_to(1));
         // 5 000 bytes at 1 000 B/s: about 5 s owed by this file...
         assert!(first.charge(5000) >= Duration::from_secs(4));
         // ...and not by the next one.
-        assert!(limits.pace_for_file().unwrap().charge(10) < Duration::from_secs(1));
+        assert!(limits.pace_for_file().charge(10) < Duration::from_secs(1));
         let shared = RateLimits::new(Some(1000), None, None);
-        let a = shared.pace_for_file().unwrap();
+        let a = shared.pace_for_file();
         assert!(a.charge(5000) >= Duration::from_secs(4));
         // The shared budget is owed by every file.
-        assert!(shared.pace_for_file().unwrap().charge(10) >= Duration::from_secs(4));
+        assert!(shared.pace_for_file().charge(10) >= Duration::from_secs(4));
         shared.set_bandwidth(None);
-        assert!(shared.pace_for_file().is_none());
+        assert!(!shared.pace_for_file().applies_to(10));
+        // A limit set after a file started reaches its next bytes.
+        let later = RateLimits::unlimited();
+        let started = later.pace_for_file();
+        assert!(started.charge(5000).is_zero());
+        later.set_bandwidth(Some(1000));
+        assert!(started.applies_to(10));
+        assert!(started.charge(5000) >= Duration::from_secs(4));
     }
 }

@@ -114,6 +114,9 @@ pub struct RequestSample {
     pub small: bool,
     /// Whether the server throttled it (503 SlowDown, 429).
     pub throttled: bool,
+    /// Whether it waited for the request rate (`--tps-limit`) while holding its permit: then
+    /// more permits would not help, and the limit does not grow.
+    pub rate_limited: bool,
 }
 
 /// The adaptive limit and what it is decided from.
@@ -139,6 +142,7 @@ struct Window {
     small_total: Duration,
     small_min: Option<Duration>,
     throttled: bool,
+    rate_limited: bool,
     /// The lowest small-request latency seen (slowly forgotten, so that a changed path is
     /// learnt).
     base: Option<Duration>,
@@ -155,6 +159,7 @@ impl Control {
         let mut w = self.window.lock().expect("never poisoned");
         w.completed += 1;
         w.throttled |= s.throttled;
+        w.rate_limited |= s.rate_limited;
         if s.small && !s.throttled {
             w.small += 1;
             w.small_total += s.elapsed;
@@ -177,7 +182,7 @@ impl Control {
         } else if let (true, Some(base)) = (w.small >= 4, w.base) {
             let mean = w.small_total / w.small;
             let ratio = mean.as_secs_f64() / base.as_secs_f64().max(1e-6);
-            if ratio <= GROW_BELOW && saturated {
+            if ratio <= GROW_BELOW && saturated && !w.rate_limited {
                 // Slow start doubles until the first decrease; then a quarter at a time.
                 limit + if settled { (limit / 4).max(1) } else { limit }
             } else if ratio > SHRINK_ABOVE {
@@ -398,6 +403,7 @@ mod tests {
             elapsed: Duration::from_millis(ms),
             small: true,
             throttled,
+            rate_limited: false,
         }
     }
 
@@ -451,6 +457,16 @@ mod tests {
         // Flat latency but the permits not all in use: no growth.
         let before = budget.limit();
         rounds(&budget, 2, 5, 20, false).await;
+        assert_eq!(budget.limit(), before);
+        // All in use, but held back by the request rate: no growth either.
+        let held: Vec<_> = futures::future::join_all((0..before).map(|_| budget.acquire())).await;
+        for _ in 0..before {
+            budget.observe(RequestSample {
+                rate_limited: true,
+                ..sample(20, false)
+            });
+        }
+        drop(held);
         assert_eq!(budget.limit(), before);
         // Permits retired while in use come back as debt, never as extra permits.
         let fixed = Budget::new(8, 1 << 20);

@@ -67,11 +67,13 @@ impl Body {
         }
     }
 
-    /// This body paced by `pace` (unchanged when there is none).
-    pub(crate) fn paced(self, pace: Option<&Pace>) -> Body {
-        match pace {
-            Some(p) => Body::Paced(Box::new(self), p.clone()),
-            None => self,
+    /// This body paced by `pace` (unchanged when the pace does not apply to it: a small body
+    /// while no limit is set).
+    pub(crate) fn paced(self, pace: &Pace) -> Body {
+        if pace.applies_to(self.len()) {
+            Body::Paced(Box::new(self), pace.clone())
+        } else {
+            self
         }
     }
 

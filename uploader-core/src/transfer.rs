@@ -178,7 +178,7 @@ where
     let token = new_token();
     let opts = put_options(&job.config, content_type, &token);
     let pace = job.limits.pace_for_file();
-    let (opts, pace, prepared_ref, prepare) = (&opts, pace.as_ref(), &prepared, &prepare);
+    let (opts, pace, prepared_ref, prepare) = (&opts, &pace, &prepared, &prepare);
     let (put, attempts) = with_retries_noting(job, index, Interrupt::No, || {
         Box::pin(async move {
             let p = prepared_ref.get_or_try_init(prepare).await?;
@@ -247,7 +247,7 @@ pub(crate) struct MultipartSession {
     /// Bytes handed to [`MultipartSession::send_part`].
     bytes: u64,
     /// The bandwidth budgets of this file's parts.
-    pace: Option<Pace>,
+    pace: Pace,
     open: bool,
 }
 
@@ -333,7 +333,7 @@ impl MultipartSession {
                 let _hold = hold;
                 let prepared = OnceCell::new();
                 let (job, key, id, pace, prepared_ref, prepare) =
-                    (&*job, &key, &id, pace.as_ref(), &prepared, &prepare);
+                    (&*job, &key, &id, &pace, &prepared, &prepare);
                 let receipt = with_retries(job, index, Interrupt::Yes, || {
                     Box::pin(async move {
                         let p = prepared_ref.get_or_try_init(prepare).await?;

@@ -213,6 +213,10 @@ impl Walker {
 
     /// A path given relative to the root (a single file source, or a `--files-from` line).
     fn listed(&mut self, rel: &str) -> bool {
+        // Another shard's file is not this shard's to report, even when it fails.
+        if self.opts.shard.is_some_and(|s| !s.contains(rel)) {
+            return true;
+        }
         let path = self.root.join(rel);
         if let Err(e) = ObjectKey::derive(&self.prefix, rel) {
             return self.fail(&path, ErrorCode::InvalidKey, format!("{e} [{}]", e.rule()));
@@ -369,12 +373,28 @@ impl Shard {
     /// Whether the file at `relative_path` (`/`-separated) belongs to this shard.
     pub fn contains(&self, relative_path: &str) -> bool {
         use md5::Digest as _;
-        use unicode_normalization::UnicodeNormalization as _;
-        let normal: String = relative_path.nfc().collect::<String>().to_lowercase();
+        let normal = shard_form(relative_path);
         let digest = md5::Md5::digest(normal.as_bytes());
         let head: [u8; 8] = digest[..8].try_into().expect("an MD5 has 16 bytes");
         u64::from_le_bytes(head) % self.count == self.index
     }
+}
+
+/// What a shard hashes: the path in NFC, lower-cased a character at a time with the simple
+/// mapping, as Go's `strings.ToLower` (rclone's) does. Not `str::to_lowercase`, which maps 'İ'
+/// to "i̇" and a final 'Σ' to 'ς'; U+0130 is the one character whose full lowercase mapping is
+/// not a single character, and its simple mapping is 'i'.
+fn shard_form(relative_path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    let mut out = String::with_capacity(relative_path.len());
+    for c in relative_path.nfc() {
+        if c == '\u{130}' {
+            out.push('i');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for Shard {
@@ -484,6 +504,12 @@ mod tests {
         // NFC and NFD spellings of one name are one path.
         assert_eq!(of("a/B/\u{dc}n\u{ef}"), Some(1));
         assert_eq!(of("a/B/U\u{308}ni\u{308}"), Some(1));
+        // Go's simple lower-casing: 'İ' is 'i', and a final 'Σ' is 'σ'.
+        assert_eq!(of("\u{130}.txt"), of("i.txt"));
+        assert_eq!(
+            of("\u{39f}\u{394}\u{39f}\u{3a3}/x"),
+            of("\u{3bf}\u{3b4}\u{3bf}\u{3c3}/x")
+        );
     }
 
     #[test]

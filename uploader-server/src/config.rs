@@ -136,6 +136,9 @@ impl ServerConfig {
         {
             return Err(ServerConfigError::ShortToken);
         }
+        if self.admin_tokens.iter().any(|a| self.tokens.contains(a)) {
+            return Err(ServerConfigError::AdminTokenReused);
+        }
         if self.tokens.is_empty() && !self.no_auth && !self.listen.ip().is_loopback() {
             return Err(ServerConfigError::NoAuth(self.listen));
         }
@@ -171,6 +174,8 @@ pub enum ServerConfigError {
     NoAuth(SocketAddr),
     #[error("--max-files and --max-concurrent-uploads must be at least 1")]
     ZeroLimit,
+    #[error("an admin token (--admin-tokens) must not also be an upload token")]
+    AdminTokenReused,
     #[error("--max-buffer must be at least {needed_mib} MiB for {uploads} concurrent uploads")]
     Buffer { needed_mib: u64, uploads: usize },
     #[error(transparent)]
@@ -203,6 +208,17 @@ mod tests {
         assert_eq!(
             bad(|c| c.limits.max_files = 0),
             ServerConfigError::ZeroLimit
+        );
+        assert_eq!(
+            bad(|c| {
+                c.tokens = vec!["one-token-for-everything".into()];
+                c.admin_tokens = vec!["one-token-for-everything".into()];
+            }),
+            ServerConfigError::AdminTokenReused
+        );
+        assert_eq!(
+            bad(|c| c.admin_tokens = vec!["short".into()]),
+            ServerConfigError::ShortToken
         );
         assert_eq!(
             bad(|c| c.upload.max_buffer_bytes = 32 * MIB),

@@ -7,7 +7,8 @@
 //! * it tells the request budget how long the request took and whether the server throttled
 //!   it, so that the adaptive limit of requests in flight follows the endpoint
 //!   ([`crate::schedule`]). The wait for the request rate is not part of that time. GETs
-//!   (reading objects back to verify them) are charged but are not samples.
+//!   (reading objects back to verify them), Completes (as long as their part count needs),
+//!   aborts and listings are charged but are not samples.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ impl Metered {
         body: Option<u64>,
         request: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        self.limits.request().await;
+        let waited = self.limits.request().await;
         let started = Instant::now();
         let result = request.await;
         if let Some(len) = body {
@@ -59,6 +60,9 @@ impl Metered {
                 elapsed: started.elapsed(),
                 small: len <= SMALL_REQUEST,
                 throttled: result.as_ref().is_err_and(StoreError::is_throttle),
+                // Held back by --tps-limit while holding its permit: the permits look all in
+                // use, but more of them would not help.
+                rate_limited: !waited.is_zero(),
             });
         }
         result
@@ -107,12 +111,14 @@ impl ObjectStore for Metered {
         upload_id: &UploadId,
         parts: &[PartReceipt],
     ) -> Result<PutResult, StoreError> {
+        // Not a latency sample: a Complete takes as long as its part count needs, whatever
+        // the load.
         let sent = self.inner.complete_multipart(key, upload_id, parts);
-        self.run(Some(0), sent).await
+        self.run(None, sent).await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<(), StoreError> {
-        self.run(Some(0), self.inner.abort_multipart(key, upload_id))
+        self.run(None, self.inner.abort_multipart(key, upload_id))
             .await
     }
 
@@ -125,7 +131,7 @@ impl ObjectStore for Metered {
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
-        self.run(Some(0), self.inner.list_multipart_uploads(prefix))
+        self.run(None, self.inner.list_multipart_uploads(prefix))
             .await
     }
 }

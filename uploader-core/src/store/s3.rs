@@ -162,6 +162,8 @@ pub struct S3Store {
     bucket: String,
     credentials: Option<SharedCredentialsProvider>,
     explicit_credentials: bool,
+    /// The read timeout, also applied by hand to paced bodies (see [`Activity`]).
+    read_timeout: Duration,
 }
 
 impl S3Store {
@@ -225,6 +227,7 @@ impl S3Store {
             bucket: cfg.bucket.clone(),
             credentials: shared.credentials_provider(),
             explicit_credentials: cfg.credentials.is_some(),
+            read_timeout: cfg.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
         })
     }
 
@@ -379,11 +382,76 @@ impl http_body::Body for ChunksBody {
     }
 }
 
+/// When a paced request last moved. The SDK's read timeout runs from the start of a request
+/// until its answer, so a body that waits for its bandwidth (a 1 GiB file under `--bwlimit 1M`
+/// takes minutes a part) would be timed out while nothing is wrong. A paced request therefore
+/// runs without it and is timed out by hand instead ([`watched`]): when neither its body nor
+/// the server has moved for the read timeout. A wait for the budget counts as movement until it
+/// ends.
+#[derive(Clone)]
+struct Activity {
+    base: std::time::Instant,
+    /// Nanoseconds after `base` of the latest movement (or end of a budget wait).
+    at: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: std::time::Instant::now(),
+            at: std::sync::Arc::default(),
+        }
+    }
+
+    fn touch(&self, until: std::time::Instant) {
+        let nanos = u64::try_from(until.saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX);
+        self.at
+            .fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn deadline(&self, timeout: Duration) -> std::time::Instant {
+        let at = self.at.load(std::sync::atomic::Ordering::Relaxed);
+        self.base + Duration::from_nanos(at) + timeout
+    }
+}
+
+/// Runs a request: as is when it has no paced body; else until done, or until nothing has moved
+/// for `timeout` (`None`: timed out).
+async fn watched<F: std::future::Future>(
+    activity: Option<&Activity>,
+    timeout: Duration,
+    request: F,
+) -> Option<F::Output> {
+    let Some(activity) = activity else {
+        return Some(request.await);
+    };
+    tokio::pin!(request);
+    loop {
+        let deadline = activity.deadline(timeout);
+        tokio::select! {
+            out = &mut request => return Some(out),
+            () = tokio::time::sleep_until(deadline.into()) => {
+                if std::time::Instant::now() >= activity.deadline(timeout) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The per-request configuration of a paced request: no SDK read timeout ([`Activity`] times it).
+fn unpaced_timeouts() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .timeout_config(TimeoutConfig::builder().disable_read_timeout().build())
+}
+
 /// A body sent at the pace of its budgets: each slice of at most [`PACE_SLICE`] bytes is charged
 /// before it is handed to the connection, and waits its turn.
 struct PacedBody {
     inner: SdkBody,
     pace: Pace,
+    activity: Activity,
     /// Bytes of the inner body's current frame not yet charged.
     rest: Bytes,
     /// A charged slice and the wait it owes before it goes out.
@@ -404,11 +472,14 @@ impl http_body::Body for PacedBody {
             if let Some((_, sleep)) = &mut this.due {
                 ready!(sleep.as_mut().poll(cx));
                 let (slice, _) = this.due.take().expect("a due slice");
+                this.activity.touch(std::time::Instant::now());
                 return Poll::Ready(Some(Ok(http_body::Frame::data(slice))));
             }
             if !this.rest.is_empty() {
                 let slice = this.rest.split_to(this.rest.len().min(PACE_SLICE));
                 let wait = this.pace.charge(slice.len());
+                let now = std::time::Instant::now();
+                this.activity.touch(now + wait);
                 if wait.is_zero() {
                     return Poll::Ready(Some(Ok(http_body::Frame::data(slice))));
                 }
@@ -441,13 +512,21 @@ impl http_body::Body for PacedBody {
     }
 }
 
-async fn byte_stream(operation: &'static str, body: Body) -> Result<ByteStream, StoreError> {
+/// The request body; a paced one reports its movements to `activity` (given for paced bodies).
+async fn byte_stream(
+    operation: &'static str,
+    body: Body,
+    activity: Option<&Activity>,
+) -> Result<ByteStream, StoreError> {
     match body {
         Body::Paced(inner, pace) => {
-            let inner = Box::pin(byte_stream(operation, *inner)).await?.into_inner();
+            let inner = Box::pin(byte_stream(operation, *inner, None))
+                .await?
+                .into_inner();
             Ok(ByteStream::new(SdkBody::from_body_1_x(PacedBody {
                 inner,
                 pace,
+                activity: activity.cloned().unwrap_or_else(Activity::new),
                 rest: Bytes::new(),
                 due: None,
             })))
@@ -492,12 +571,13 @@ impl ObjectStore for S3Store {
     ) -> Result<PutResult, StoreError> {
         const OP: &str = "PutObject";
         let len = body.len();
+        let activity = matches!(body, Body::Paced(..)).then(Activity::new);
         let mut req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .body(byte_stream(OP, body).await?)
+            .body(byte_stream(OP, body, activity.as_ref()).await?)
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
             .set_content_type(opts.content_type.clone())
             .set_checksum_crc32_c(crc32c(opts.checksum.as_ref()))
@@ -510,11 +590,13 @@ impl ObjectStore for S3Store {
         for (k, v) in &opts.metadata {
             req = req.metadata(k, v);
         }
-        let out = req
-            .customize()
-            .disable_payload_signing()
-            .send()
+        let mut req = req.customize().disable_payload_signing();
+        if activity.is_some() {
+            req = req.config_override(unpaced_timeouts());
+        }
+        let out = watched(activity.as_ref(), self.read_timeout, req.send())
             .await
+            .ok_or(StoreError::Timeout { operation: OP })?
             .map_err(|e| convert(OP, e))?;
         Ok(PutResult { etag: out.e_tag })
     }
@@ -573,21 +655,26 @@ impl ObjectStore for S3Store {
     ) -> Result<PartReceipt, StoreError> {
         const OP: &str = "UploadPart";
         let len = body.len();
-        let out = self
+        let activity = matches!(body, Body::Paced(..)).then(Activity::new);
+        let mut req = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id.as_str())
             .part_number(i32::from(part_number.0))
-            .body(byte_stream(OP, body).await?)
+            .body(byte_stream(OP, body, activity.as_ref()).await?)
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
             .set_checksum_crc32_c(crc32c(checksum))
             .set_content_md5(md5(checksum))
             .customize()
-            .disable_payload_signing()
-            .send()
+            .disable_payload_signing();
+        if activity.is_some() {
+            req = req.config_override(unpaced_timeouts());
+        }
+        let out = watched(activity.as_ref(), self.read_timeout, req.send())
             .await
+            .ok_or(StoreError::Timeout { operation: OP })?
             .map_err(|e| convert(OP, e))?;
         Ok(PartReceipt {
             part_number,
