@@ -229,8 +229,17 @@ async fn handle(
         return forward(&shared, req).await;
     };
     match fault {
-        Fault::InternalError => Ok(s3_error(500, "InternalError")),
-        Fault::SlowDown => Ok(s3_error(503, "SlowDown")),
+        // Answered after the body is read, as S3 does: answering before it would have the
+        // server close a connection the client may already be reusing for its retry, which
+        // then fails before reaching the proxy (an attempt the proxy never sees).
+        Fault::InternalError => {
+            let _ = req.into_body().collect().await;
+            Ok(s3_error(500, "InternalError"))
+        }
+        Fault::SlowDown => {
+            let _ = req.into_body().collect().await;
+            Ok(s3_error(503, "SlowDown"))
+        }
         Fault::ResetMidBody => {
             let mut body = req.into_body();
             let _ = body.frame().await;
