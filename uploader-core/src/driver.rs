@@ -81,6 +81,7 @@ pub(crate) async fn run(job: Arc<Job>, mut rx: Receiver<Input>) -> Report {
         retries: job.retries.load(Ordering::Relaxed),
         aborted_multipart: job.aborted.load(Ordering::Relaxed),
         cancelled: job.cancel.is_cancelled(),
+        ..Report::default()
     }
 }
 

@@ -310,7 +310,8 @@ impl Cutter {
         let held_bytes: u64 = self.held.iter().map(|c| c.len).sum();
         if held_bytes >= self.plan.threshold {
             let ct = self.sniff.content_type.clone();
-            let session = MultipartSession::create(&self.job, self.index, &self.key, ct).await?;
+            let session =
+                MultipartSession::create(&self.job, self.index, &self.key, ct, &[]).await?;
             self.session = Some(session);
             for mut chunk in std::mem::take(&mut self.held) {
                 if chunk.permit.is_none() {
@@ -388,7 +389,7 @@ impl Cutter {
             pooled: false,
         };
         let ready = || std::future::ready(Ok(prepared.clone()));
-        transfer::put_single(&self.job, self.index, &self.key, ct, ready).await
+        transfer::put_single(&self.job, self.index, &self.key, ct, &[], ready).await
     }
 }
 
