@@ -10,3 +10,4 @@ mod limits;
 mod matrix;
 mod shard;
 mod stores;
+mod sync;

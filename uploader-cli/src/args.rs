@@ -139,8 +139,9 @@ pub struct UploadArgs {
         help_heading = "Behaviour"
     )]
     pub checksum_cache: Option<PathBuf>,
-    /// Use no checksum cache: every checksum a sync needs is computed from the file.
-    #[arg(long, help_heading = "Behaviour", conflicts_with = "checksum_cache")]
+    /// Use no checksum cache (wins over --checksum-cache): every checksum a sync needs is
+    /// computed from the file.
+    #[arg(long, help_heading = "Behaviour")]
     pub no_checksum_cache: bool,
     /// Stop starting new files after the first failure.
     #[arg(long, help_heading = "Behaviour")]

@@ -389,7 +389,9 @@ pub(crate) async fn decide(
                 let known = (alg == job.config.checksum).then_some(local_sum);
                 return Ok(Decision::Upload { known });
             }
-            match remote.etag.as_deref().and_then(single_part_md5) {
+            // The HEAD's ETag: some servers (s3s-fs) list none.
+            let etag = meta.etag.as_deref().or(remote.etag.as_deref());
+            match etag.and_then(single_part_md5) {
                 Some(md5) => {
                     let local_md5 =
                         full_checksum(job, path, id, size, ChecksumAlgorithm::Md5).await?;
