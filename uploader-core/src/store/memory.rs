@@ -300,3 +300,36 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyPrefix;
+
+    #[tokio::test]
+    async fn listing_pages_by_a_thousand_and_stays_under_the_prefix() {
+        let s = MemoryStore::new();
+        let p = KeyPrefix::new("p").unwrap();
+        for i in 0..1001 {
+            let k = ObjectKey::derive(&p, &format!("{i:04}")).unwrap();
+            s.put(
+                &k,
+                Body::Bytes(Bytes::from_static(b"x")),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let other = ObjectKey::derive(&KeyPrefix::new("pq").unwrap(), "a").unwrap();
+        s.put(&other, Body::Bytes(Bytes::new()), &PutOptions::default())
+            .await
+            .unwrap();
+        let first = s.list_objects_page("p/", None).await.unwrap();
+        assert_eq!(first.objects.len(), 1000);
+        let second = s.list_objects_page("p/", first.next).await.unwrap();
+        assert_eq!(second.objects.len(), 1);
+        assert_eq!(second.objects[0].key, "p/1000");
+        assert_eq!(second.next, None);
+        assert_eq!(crate::store::list_all(&s, "p/").await.unwrap().len(), 1001);
+    }
+}
