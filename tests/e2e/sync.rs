@@ -519,3 +519,69 @@ async fn delete_refuses_when_a_source_could_not_be_named_or_the_scope_is_unclear
     }
     assert_eq!(bucket_keys(&t).await, before);
 }
+
+/// The daemon's `skip_existing`: an unchanged body is reported `skipped` (201), nothing is
+/// written (a multipart body's upload is aborted); a changed one is stored; `mtime` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_skips_unchanged_bodies_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "daemon-sync").await.unwrap();
+    let t = Target::embedded(&server);
+    let home = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let small = write(src.path(), "small.bin", &data(50_000, 1));
+    let big = write(src.path(), "big.bin", &data(6 * MIB, 2));
+    // The big one first by the CLI: its objects carry the full-object checksum.
+    let out = cli(&t, home.path(), &t.endpoint, "upload", &big, "ds/", &[]).await;
+    summary(&out, 0);
+    let proxy = Proxy::start(&t.endpoint, FaultPlan::none()).await;
+    let daemon = crate::harness::Daemon::start(&t, home.path(), &proxy.endpoint());
+    let files = [small.as_path(), big.as_path()];
+    let (status, body) = daemon
+        .post_query(&files, "prefix=ds&skip_existing=checksum")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["results"][0]["status"], "uploaded", "{body}");
+    assert_eq!(body["results"][1]["status"], "skipped", "{body}");
+    assert_eq!(body["results"][1]["reason"], "unchanged (checksum)");
+    assert_eq!(
+        proxy.stats.seen(Op::CompleteMultipart),
+        0,
+        "the big body was not stored"
+    );
+
+    let puts = proxy.stats.seen(Op::PutObject);
+    let (status, body) = daemon
+        .post_query(&files, "prefix=ds&skip_existing=checksum")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["summary"]["skipped"], 2, "{body}");
+    assert_eq!(body["summary"]["succeeded"], 2, "{body}");
+    assert_eq!(proxy.stats.seen(Op::PutObject), puts, "nothing written");
+    assert_eq!(proxy.stats.seen(Op::CompleteMultipart), 0);
+    assert!(proxy.stats.seen(Op::AbortMultipart) >= 2);
+
+    // Same size, other bytes: stored.
+    std::fs::write(&small, data(50_000, 3)).unwrap();
+    let (status, body) = daemon
+        .post_query(&[small.as_path()], "prefix=ds&skip_existing=checksum")
+        .await;
+    assert_eq!(
+        (status, &body["results"][0]["status"]),
+        (201, &"uploaded".into())
+    );
+    let stored = t.direct().await.get("ds/small.bin").await.unwrap().unwrap();
+    assert!(stored == data(50_000, 3));
+    // By size, the same-size edit is left as it is (as documented).
+    std::fs::write(&small, data(50_000, 4)).unwrap();
+    let (_, body) = daemon
+        .post_query(&[small.as_path()], "prefix=ds&skip_existing=size")
+        .await;
+    assert_eq!(body["results"][0]["reason"], "unchanged (size)", "{body}");
+
+    let (status, body) = daemon
+        .post_query(&[small.as_path()], "prefix=ds&skip_existing=mtime")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("mtime"), "{body}");
+}

@@ -190,6 +190,11 @@ impl SyncState {
         })
     }
 
+    /// The job's skip mode.
+    pub(crate) fn mode(&self) -> Option<SkipMode> {
+        self.mode
+    }
+
     fn deletes(&self) -> bool {
         self.dest.as_ref().is_some_and(|d| d.delete)
     }
@@ -310,33 +315,107 @@ pub(crate) async fn decide(
     let Some(mode) = job.sync.as_ref().and_then(|s| s.mode) else {
         return Ok(UPLOAD);
     };
-    let sync = job.sync.as_ref().expect("checked above");
     // Anything but a regular file is the upload's to report.
-    let local = match tokio::fs::metadata(path).await {
+    let stat = match tokio::fs::metadata(path).await {
         Ok(m) if m.is_file() => m,
         _ => return Ok(UPLOAD),
     };
-    let size = local.len();
-    let remote = match sync.listed(job).await {
-        Some(listing) => match listing.get(key.as_str()) {
-            Some(o) => Remote {
-                size: o.size,
-                etag: o.etag.clone(),
-                last_modified: o.last_modified,
-                meta: None,
-            },
-            None => return Ok(UPLOAD),
-        },
-        None => match head(job, index, key).await? {
-            Some(m) => Remote {
-                size: m.size,
-                etag: m.etag.clone(),
-                last_modified: m.last_modified,
-                meta: Some(m),
-            },
-            None => return Ok(UPLOAD),
-        },
+    let local = Local::File {
+        path,
+        id: FileIdentity::of(&stat),
+        modified: stat.modified().ok(),
     };
+    match remote(job, index, key).await? {
+        Some(r) => verdict(job, index, key, mode, stat.len(), r, &local).await,
+        None => Ok(UPLOAD),
+    }
+}
+
+/// Whether a body already read (a daemon's file part: `size` bytes whose full checksums are
+/// `sums`) needs uploading to `key` under `mode`. A body has no mtime, so `mtime` never skips.
+pub(crate) async fn decide_body(
+    job: &Job,
+    index: usize,
+    key: &ObjectKey,
+    mode: SkipMode,
+    size: u64,
+    sums: Vec<Checksum>,
+) -> Result<Decision, TransferError> {
+    match remote(job, index, key).await? {
+        Some(r) => verdict(job, index, key, mode, size, r, &Local::Body { sums }).await,
+        None => Ok(UPLOAD),
+    }
+}
+
+/// What is compared with the object: a file (hashed on demand, through the cache) or a body
+/// whose checksums are known.
+enum Local<'a> {
+    File {
+        path: &'a Path,
+        id: Option<FileIdentity>,
+        modified: Option<SystemTime>,
+    },
+    Body {
+        sums: Vec<Checksum>,
+    },
+}
+
+impl Local<'_> {
+    /// The full checksum in `alg`, if it can be had.
+    async fn checksum(
+        &self,
+        job: &Job,
+        size: u64,
+        alg: ChecksumAlgorithm,
+    ) -> Result<Option<Checksum>, TransferError> {
+        match self {
+            Local::File { path, id, .. } => {
+                full_checksum(job, path, *id, size, alg).await.map(Some)
+            }
+            Local::Body { sums } => Ok(sums.iter().find(|c| c.algorithm() == alg).cloned()),
+        }
+    }
+
+    fn modified(&self) -> Option<SystemTime> {
+        match self {
+            Local::File { modified, .. } => *modified,
+            Local::Body { .. } => None,
+        }
+    }
+}
+
+/// The object at `key`: from the listing when there is one, else from a HEAD.
+async fn remote(job: &Job, index: usize, key: &ObjectKey) -> Result<Option<Remote>, TransferError> {
+    let listing = match &job.sync {
+        Some(sync) => sync.listed(job).await,
+        None => None,
+    };
+    Ok(match listing {
+        Some(listing) => listing.get(key.as_str()).map(|o| Remote {
+            size: o.size,
+            etag: o.etag.clone(),
+            last_modified: o.last_modified,
+            meta: None,
+        }),
+        None => head(job, index, key).await?.map(|m| Remote {
+            size: m.size,
+            etag: m.etag.clone(),
+            last_modified: m.last_modified,
+            meta: Some(m),
+        }),
+    })
+}
+
+/// The decision for a local file or body of `size` bytes and the object `remote` at `key`.
+async fn verdict(
+    job: &Job,
+    index: usize,
+    key: &ObjectKey,
+    mode: SkipMode,
+    size: u64,
+    remote: Remote,
+    local: &Local<'_>,
+) -> Result<Decision, TransferError> {
     if remote.size != size {
         return Ok(UPLOAD);
     }
@@ -351,11 +430,10 @@ pub(crate) async fn decide(
             _ => return Ok(UPLOAD),
         },
     };
-    let id = FileIdentity::of(&local);
     match mode {
         SkipMode::Size => unreachable!("decided above"),
         SkipMode::Mtime => {
-            let source = local.modified().ok();
+            let source = local.modified();
             let unchanged = match metadata(&meta, MTIME_METADATA).and_then(|v| v.parse().ok()) {
                 Some(recorded) => source
                     .and_then(ns_since_epoch)
@@ -382,7 +460,9 @@ pub(crate) async fn decide(
                     .map(|v| (ChecksumAlgorithm::Crc32c, v))
             });
             if let Some((alg, value)) = stored {
-                let local_sum = full_checksum(job, path, id, size, alg).await?;
+                let Some(local_sum) = local.checksum(job, size, alg).await? else {
+                    return Ok(UPLOAD);
+                };
                 if local_sum.base64() == value {
                     return skip(mode.reason());
                 }
@@ -391,20 +471,23 @@ pub(crate) async fn decide(
             }
             // The HEAD's ETag: some servers (s3s-fs) list none.
             let etag = meta.etag.as_deref().or(remote.etag.as_deref());
-            match etag.and_then(single_part_md5) {
-                Some(md5) => {
-                    let local_md5 =
-                        full_checksum(job, path, id, size, ChecksumAlgorithm::Md5).await?;
-                    if hex::encode(local_md5.raw()) == md5 {
-                        skip(UNCHANGED_MD5_ETAG.to_owned())
-                    } else {
-                        Ok(UPLOAD)
-                    }
+            let Some(md5) = etag.and_then(single_part_md5) else {
+                return Ok(UPLOAD);
+            };
+            match local.checksum(job, size, ChecksumAlgorithm::Md5).await? {
+                Some(local_md5) if hex::encode(local_md5.raw()) == md5 => {
+                    skip(UNCHANGED_MD5_ETAG.to_owned())
                 }
-                None => Ok(UPLOAD),
+                _ => Ok(UPLOAD),
             }
         }
     }
+}
+
+/// Whether a skip `reason` says the object was left as it was because it is unchanged (a sync
+/// skip, as opposed to no-clobber's or a dry run's).
+pub fn is_unchanged(reason: &str) -> bool {
+    reason.starts_with("unchanged (")
 }
 
 /// The value of user-metadata entry `name` (servers return names lower-cased).

@@ -261,6 +261,8 @@ pub(crate) struct MultipartSession {
     receipts: Vec<PartReceipt>,
     /// Bytes handed to [`MultipartSession::send_part`].
     bytes: u64,
+    /// The size of each part handed to it.
+    sizes: std::collections::BTreeMap<PartNumber, u64>,
     /// The bandwidth budgets of this file's parts.
     pace: Option<Pace>,
     open: bool,
@@ -306,6 +308,7 @@ impl MultipartSession {
             running: JoinSet::new(),
             receipts: Vec::new(),
             bytes: 0,
+            sizes: std::collections::BTreeMap::new(),
             pace: job.limits.pace_for_file(),
             open: true,
         };
@@ -338,6 +341,7 @@ impl MultipartSession {
             self.record(done)?;
         }
         self.bytes += len;
+        self.sizes.insert(n, len);
         let (job, key, id, index, pace) = (
             Arc::clone(&self.job),
             self.key.clone(),
@@ -384,11 +388,16 @@ impl MultipartSession {
         }
     }
 
-    /// The checksums of the parts acknowledged so far, in part order (`None` if one has none).
-    pub(crate) fn part_checksums(&self) -> Option<Vec<Checksum>> {
+    /// The CRC32C of the whole body from the parts acknowledged so far (`None` when they were
+    /// not sent with CRC32C).
+    pub(crate) fn full_crc32c(&self) -> Option<Checksum> {
         let mut r: Vec<&PartReceipt> = self.receipts.iter().collect();
         r.sort_by_key(|p| p.part_number);
-        r.into_iter().map(|p| p.checksum.clone()).collect()
+        let sized: Option<Vec<(Checksum, u64)>> = r
+            .into_iter()
+            .map(|p| Some((p.checksum.clone()?, *self.sizes.get(&p.part_number)?)))
+            .collect();
+        Checksum::combine_crc32c(&sized?)
     }
 
     /// Waits until every part sent so far is acknowledged (or one failed).

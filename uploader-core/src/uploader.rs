@@ -302,15 +302,41 @@ impl Uploader {
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let job = Arc::new(Job::new(
+        let skip = self.config.skip_existing;
+        self.upload_stream_skipping(index, key, stream, max_size, cancel, skip)
+            .await
+    }
+
+    /// [`Uploader::upload_stream`], leaving the object at `key` as it is when it is unchanged
+    /// by `skip` (the daemon's per-request `skip_existing`; `None`: always upload). The body is
+    /// compared once it is read: by its size, or by its checksum (CRC32C combined from its
+    /// parts when it went multipart, whose upload is then aborted). A body has no mtime:
+    /// [`SkipMode::Mtime`] never skips. See [`crate::sync`].
+    ///
+    /// [`SkipMode::Mtime`]: crate::sync::SkipMode::Mtime
+    pub async fn upload_stream_skipping<S, E>(
+        &self,
+        index: usize,
+        key: ObjectKey,
+        stream: S,
+        max_size: Option<u64>,
+        cancel: &CancellationToken,
+        skip: Option<crate::sync::SkipMode>,
+    ) -> StreamUpload
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let mut job = Job::new(
             Arc::clone(&self.store),
             self.budget.clone(),
             Arc::clone(&self.config),
             self.limits.clone(),
             cancel.child_token(),
             None,
-        ));
-        crate::source::stream::start(job, index, key, stream, max_size).await
+        );
+        job.sync = SyncState::new(skip, None);
+        crate::source::stream::start(Arc::new(job), index, key, stream, max_size).await
     }
 }
 

@@ -245,7 +245,7 @@ async fn multipart(job: &Arc<Job>, task: &FileTask, plan: Plan) -> Result<Stored
     ));
     let mut session = MultipartSession::create(job, task.index, &task.key, ct, &extra).await?;
     let sent = match send_parts(job, &mut session, task, plan).await {
-        Ok(()) => parts_match(&session, plan, &full),
+        Ok(()) => parts_match(&session, &full),
         Err(e) => Err(e),
     };
     match sent {
@@ -259,26 +259,16 @@ async fn multipart(job: &Arc<Job>, task: &FileTask, plan: Plan) -> Result<Stored
 
 /// With CRC32C, whether the parts sent make up the file that was hashed for the metadata (a
 /// file rewritten in place between the two reads is `source_changed`).
-fn parts_match(
-    session: &MultipartSession,
-    plan: Plan,
-    full: &Checksum,
-) -> Result<(), TransferError> {
-    let Some(parts) = session.part_checksums() else {
-        return Ok(());
-    };
-    let sized: Vec<(Checksum, u64)> = parts
-        .into_iter()
-        .zip(1..=plan.parts())
-        .map(|(c, n)| (c, plan.part_range(n).1))
-        .collect();
-    match Checksum::combine_crc32c(&sized) {
-        Some(c) if c != *full => Err(FileError::new(
-            ErrorCode::SourceChanged,
-            "the source changed between hashing it and sending its parts",
-            true,
-        )
-        .into()),
+fn parts_match(session: &MultipartSession, full: &Checksum) -> Result<(), TransferError> {
+    match session.full_crc32c() {
+        Some(c) if full.algorithm() == ChecksumAlgorithm::Crc32c && c != *full => {
+            Err(FileError::new(
+                ErrorCode::SourceChanged,
+                "the source changed between hashing it and sending its parts",
+                true,
+            )
+            .into())
+        }
         _ => Ok(()),
     }
 }
