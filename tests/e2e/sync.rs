@@ -41,6 +41,29 @@ async fn cli(
         .unwrap()
 }
 
+/// A tree synced to one destination of a server, with the checksum cache in `home`.
+struct Tree<'a> {
+    t: &'a Target,
+    home: &'a Path,
+    src: &'a Path,
+    dest: &'a str,
+}
+
+impl Tree<'_> {
+    /// `uploader sync` of the tree, straight to the server.
+    async fn sync(&self, extra: &[&str]) -> Output {
+        self.sync_via(&self.t.endpoint, extra).await
+    }
+
+    /// `uploader sync` of the tree through `endpoint` (a proxy).
+    async fn sync_via(&self, endpoint: &str, extra: &[&str]) -> Output {
+        cli(
+            self.t, self.home, endpoint, "sync", self.src, self.dest, extra,
+        )
+        .await
+    }
+}
+
 /// The summary line of a JSON run that exited with `code`.
 fn summary(out: &Output, code: i32) -> serde_json::Value {
     assert_eq!(out.status.code(), Some(code), "{}", describe(out));
@@ -92,29 +115,17 @@ async fn a_rerun_over_2000_unchanged_files_sends_no_put_and_reads_no_file() {
             format!("file {i}\n").repeat(1 + i % 7).as_bytes(),
         );
     }
-    let first = cli(
-        &t,
-        home.path(),
-        &t.endpoint,
-        "sync",
-        src.path(),
-        "tree/",
-        &[],
-    )
-    .await;
+    let tree = Tree {
+        t: &t,
+        home: home.path(),
+        src: src.path(),
+        dest: "tree/",
+    };
+    let first = tree.sync_via(&t.endpoint, &[]).await;
     assert_eq!(summary(&first, 0)["uploaded"], 2000);
 
     let proxy = Proxy::start(&t.endpoint, FaultPlan::none()).await;
-    let again = cli(
-        &t,
-        home.path(),
-        &proxy.endpoint(),
-        "sync",
-        src.path(),
-        "tree/",
-        &[],
-    )
-    .await;
+    let again = tree.sync_via(&proxy.endpoint(), &[]).await;
     let s = summary(&again, 0);
     assert_eq!(s["skipped"], 2000, "{}", describe(&again));
     assert_eq!(s["uploaded"], 0);
@@ -137,16 +148,9 @@ async fn a_rerun_over_2000_unchanged_files_sends_no_put_and_reads_no_file() {
 
     // Without the cache every file is read again, and still nothing is sent.
     let proxy = Proxy::start(&t.endpoint, FaultPlan::none()).await;
-    let uncached = cli(
-        &t,
-        home.path(),
-        &proxy.endpoint(),
-        "sync",
-        src.path(),
-        "tree/",
-        &["--no-checksum-cache"],
-    )
-    .await;
+    let uncached = tree
+        .sync_via(&proxy.endpoint(), &["--no-checksum-cache"])
+        .await;
     let s = summary(&uncached, 0);
     assert_eq!(
         (s["skipped"].as_u64(), s["hashed"].as_u64()),
@@ -165,27 +169,15 @@ async fn in_place_edits(t: &Target) {
     let small = write(src.path(), "small.txt", b"version one\n");
     let big = write(src.path(), "big.bin", &data(11 * MIB + 5, 1));
     write(src.path(), "same.txt", b"never changes\n");
-    let first = cli(
+    let tree = Tree {
         t,
-        home.path(),
-        &t.endpoint,
-        "sync",
-        src.path(),
-        "edit/",
-        &[],
-    )
-    .await;
+        home: home.path(),
+        src: src.path(),
+        dest: "edit/",
+    };
+    let first = tree.sync(&[]).await;
     assert_eq!(summary(&first, 0)["uploaded"], 3, "{}", t.name);
-    let again = cli(
-        t,
-        home.path(),
-        &t.endpoint,
-        "sync",
-        src.path(),
-        "edit/",
-        &[],
-    )
-    .await;
+    let again = tree.sync(&[]).await;
     assert_eq!(
         summary(&again, 0)["skipped"],
         3,
@@ -204,31 +196,13 @@ async fn in_place_edits(t: &Target) {
         touch_like(path, &r);
     }
     for (mode, reason) in [("size", "unchanged (size)"), ("mtime", "unchanged (mtime)")] {
-        let out = cli(
-            t,
-            home.path(),
-            &t.endpoint,
-            "sync",
-            src.path(),
-            "edit/",
-            &["--skip-existing", mode],
-        )
-        .await;
+        let out = tree.sync(&["--skip-existing", mode]).await;
         assert_eq!(summary(&out, 0)["uploaded"], 0, "{}: {mode}", t.name);
         for key in ["edit/small.txt", "edit/big.bin"] {
             assert_eq!(by_key(&out)[key].1, reason, "{}: {key}", t.name);
         }
     }
-    let out = cli(
-        t,
-        home.path(),
-        &t.endpoint,
-        "sync",
-        src.path(),
-        "edit/",
-        &[],
-    )
-    .await;
+    let out = tree.sync(&[]).await;
     let s = summary(&out, 0);
     let files = by_key(&out);
     assert_eq!(files["edit/small.txt"].0, "uploaded", "{}", t.name);
@@ -256,16 +230,7 @@ async fn in_place_edits(t: &Target) {
         t.name
     );
     // And now they compare equal again.
-    let last = cli(
-        t,
-        home.path(),
-        &t.endpoint,
-        "sync",
-        src.path(),
-        "edit/",
-        &[],
-    )
-    .await;
+    let last = tree.sync(&[]).await;
     let s = summary(&last, 0);
     assert_eq!(
         (s["skipped"].as_u64(), s["hashed"].as_u64()),
@@ -321,7 +286,13 @@ async fn objects_of_another_tool(t: &Target) {
         false,
     );
     boto3_put(&t.endpoint, &t.creds, &t.bucket, "b3/multi.bin", &big, true);
-    let out = cli(t, home.path(), &t.endpoint, "sync", src.path(), "b3/", &[]).await;
+    let tree = Tree {
+        t,
+        home: home.path(),
+        src: src.path(),
+        dest: "b3/",
+    };
+    let out = tree.sync(&[]).await;
     summary(&out, 0);
     let files = by_key(&out);
     assert_eq!(
@@ -339,7 +310,7 @@ async fn objects_of_another_tool(t: &Target) {
     );
     let direct = t.direct().await;
     assert!(direct.get("b3/differs.bin").await.unwrap().unwrap() == data(100_000, 6));
-    let again = cli(t, home.path(), &t.endpoint, "sync", src.path(), "b3/", &[]).await;
+    let again = tree.sync(&[]).await;
     let files = by_key(&again);
     assert_eq!(
         files["b3/multi.bin"].1, "unchanged (checksum)",
