@@ -553,6 +553,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// Where the store is — its endpoint and bucket — for caches that outlive the process (the
+    /// checksum cache's object versions); `None` (the default) when it has no stable identity.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
     /// Deletes one object (`sync --delete`). Deleting a missing key succeeds, as in S3. The
     /// default refuses.
     async fn delete_object(&self, key: &str) -> Result<(), StoreError> {

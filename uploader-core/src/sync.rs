@@ -6,7 +6,8 @@
 //! starting while the walk runs. Each file is then decided before any of its bytes are read:
 //! no object with its key, or one of another size, is uploaded; an object of the same size is
 //! skipped by [`SkipMode::Size`] at once, and by the other modes after one HEAD (a listing
-//! carries no user metadata, and no checksum values):
+//! carries no user metadata, and no checksum values) — unless, for [`SkipMode::Checksum`], the
+//! checksum cache recorded the checksum of the very version the listing shows (its ETag):
 //!
 //! * [`SkipMode::Mtime`]: skipped when the source is not newer than the mtime recorded at upload
 //!   ([`MTIME_METADATA`]), or for an object without it, than the object's Last-Modified;
@@ -21,8 +22,9 @@
 //! source's mtime in its metadata (`transfer` writes them; multipart files are hashed before
 //! the upload is created, see `source::file`).
 //!
-//! Deliberately left out: deciding from the listing alone (it would need an ETag we can
-//! predict for every server, or checksum values that ListObjectsV2 does not return).
+//! Deliberately left out: deciding from the listing alone an object this program never wrote
+//! nor verified (it would need checksum values that ListObjectsV2 does not return), and
+//! `mtime` without a HEAD.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -423,6 +425,19 @@ async fn verdict(
     if mode == SkipMode::Size {
         return skip(mode.reason());
     }
+    // A version this program wrote or verified, still the one listed: no HEAD needed.
+    if mode == SkipMode::Checksum
+        && let Some(recorded) = remote.etag.as_deref().and_then(|e| recorded(job, key, e))
+        && let Some(local_sum) = local.checksum(job, size, recorded.algorithm()).await?
+    {
+        if local_sum == recorded {
+            return skip(mode.reason());
+        }
+        let known = (local_sum.algorithm() == job.config.checksum).then_some(local_sum);
+        return Ok(Decision::Upload { known });
+    }
+    // The ETag a later listing will show (some servers, s3s-fs, list none: then the HEAD's).
+    let listed_etag = remote.etag.clone();
     let meta = match remote.meta {
         Some(m) => m,
         None => match head(job, index, key).await? {
@@ -464,6 +479,8 @@ async fn verdict(
                     return Ok(UPLOAD);
                 };
                 if local_sum.base64() == value {
+                    let etag = listed_etag.as_deref().or(meta.etag.as_deref());
+                    remember_object(job, key, etag, &local_sum);
                     return skip(mode.reason());
                 }
                 let known = (alg == job.config.checksum).then_some(local_sum);
@@ -476,11 +493,29 @@ async fn verdict(
             };
             match local.checksum(job, size, ChecksumAlgorithm::Md5).await? {
                 Some(local_md5) if hex::encode(local_md5.raw()) == md5 => {
+                    remember_object(job, key, listed_etag.as_deref().or(etag), &local_md5);
                     skip(UNCHANGED_MD5_ETAG.to_owned())
                 }
                 _ => Ok(UPLOAD),
             }
         }
+    }
+}
+
+/// The full checksum the checksum cache records for the version `etag` of the object at `key`.
+fn recorded(job: &Job, key: &ObjectKey, etag: &str) -> Option<Checksum> {
+    let location = job.store.location()?;
+    job.checksums
+        .as_ref()?
+        .object(&location, key.as_str(), etag)
+}
+
+/// Records in the checksum cache that the version `etag` of the object at `key` (written or
+/// verified by this job) has the full checksum `sum`.
+pub(crate) fn remember_object(job: &Job, key: &ObjectKey, etag: Option<&str>, sum: &Checksum) {
+    if let (Some(cache), Some(location), Some(etag)) = (&job.checksums, job.store.location(), etag)
+    {
+        cache.insert_object(&location, key.as_str(), etag, sum.clone());
     }
 }
 

@@ -9,6 +9,11 @@
 //! sharing it lose at worst some of each other's entries (each merges the file as it is on disk
 //! before writing). It is always safe to delete.
 //!
+//! It also records, per store location and key, the ETag of an object version this program
+//! wrote or verified and that version's full checksum: a later listing that shows the same
+//! ETag needs no HEAD to know the object's checksum (an object rewritten by anyone gets
+//! another ETag).
+//!
 //! Deliberately left out: eviction. Entries of files that no longer exist stay until the file
 //! is deleted; each costs about 80 bytes.
 
@@ -78,9 +83,30 @@ pub fn default_path() -> Option<PathBuf> {
     Some(state.join("uploader").join("checksums"))
 }
 
-type Entries = HashMap<(FileIdentity, ChecksumAlgorithm), Checksum>;
+/// A stored object's version (its ETag, quotes trimmed) and that version's full checksum, by
+/// (location, key).
+type Objects = HashMap<(String, String), (String, Checksum)>;
 
-/// Full-file checksums by [`FileIdentity`], loaded from and saved to one file.
+/// What the cache holds.
+#[derive(Debug, Default)]
+struct Entries {
+    files: HashMap<(FileIdentity, ChecksumAlgorithm), Checksum>,
+    objects: Objects,
+}
+
+impl Entries {
+    fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.objects.is_empty()
+    }
+
+    fn extend(&mut self, other: Entries) {
+        self.files.extend(other.files);
+        self.objects.extend(other.objects);
+    }
+}
+
+/// Full-file checksums by [`FileIdentity`], and the checksums of object versions this program
+/// wrote or verified (by location, key and ETag), loaded from and saved to one file.
 #[derive(Debug)]
 pub struct ChecksumCache {
     path: PathBuf,
@@ -100,12 +126,12 @@ impl ChecksumCache {
     pub fn load(path: impl Into<PathBuf>) -> ChecksumCache {
         let path = path.into();
         let entries = read_entries(&path);
-        debug!(path = %path.display(), entries = entries.len(), "checksum cache loaded");
+        debug!(path = %path.display(), files = entries.files.len(), objects = entries.objects.len(), "checksum cache loaded");
         ChecksumCache {
             path,
             state: Mutex::new(State {
                 entries,
-                added: Entries::new(),
+                added: Entries::default(),
             }),
         }
     }
@@ -117,16 +143,48 @@ impl ChecksumCache {
 
     /// The cached checksum of this version of a file, in `alg`.
     pub fn get(&self, id: &FileIdentity, alg: ChecksumAlgorithm) -> Option<Checksum> {
-        self.state.lock().unwrap().entries.get(&(*id, alg)).cloned()
+        let s = self.state.lock().unwrap();
+        s.entries.files.get(&(*id, alg)).cloned()
     }
 
     /// Records the checksum of this version of a file.
     pub fn insert(&self, id: FileIdentity, checksum: Checksum) {
         let mut s = self.state.lock().unwrap();
         let k = (id, checksum.algorithm());
-        if s.entries.get(&k) != Some(&checksum) {
-            s.entries.insert(k, checksum.clone());
-            s.added.insert(k, checksum);
+        if s.entries.files.get(&k) != Some(&checksum) {
+            s.entries.files.insert(k, checksum.clone());
+            s.added.files.insert(k, checksum);
+        }
+    }
+
+    /// The full checksum recorded for the object at `key` of the store at `location`, if the
+    /// version recorded is the one with `etag`.
+    pub fn object(&self, location: &str, key: &str, etag: &str) -> Option<Checksum> {
+        let s = self.state.lock().unwrap();
+        let (recorded, sum) = s
+            .entries
+            .objects
+            .get(&(location.to_owned(), key.to_owned()))?;
+        (recorded == etag.trim_matches('"')).then(|| sum.clone())
+    }
+
+    /// Records that the version `etag` of the object at `key` of the store at `location` has
+    /// the full checksum `checksum` (it was written or verified with it).
+    pub fn insert_object(&self, location: &str, key: &str, etag: &str, checksum: Checksum) {
+        let etag = etag.trim_matches('"');
+        if location.contains(['\t', '\n'])
+            || key.contains(['\t', '\n'])
+            || etag.is_empty()
+            || etag.contains(['\t', '\n'])
+        {
+            return;
+        }
+        let k = (location.to_owned(), key.to_owned());
+        let v = (etag.to_owned(), checksum);
+        let mut s = self.state.lock().unwrap();
+        if s.entries.objects.get(&k) != Some(&v) {
+            s.entries.objects.insert(k.clone(), v.clone());
+            s.added.objects.insert(k, v);
         }
     }
 
@@ -149,22 +207,34 @@ impl ChecksumCache {
 fn read_entries(path: &Path) -> Entries {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entries::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entries::default(),
         Err(e) => {
             warn!(path = %path.display(), error = %e, "ignoring the unreadable checksum cache");
-            return Entries::new();
+            return Entries::default();
         }
     };
     match parse(&text) {
         Some(entries) => entries,
         None => {
             warn!(path = %path.display(), "ignoring the checksum cache: it is corrupt, truncated or from another version (files are hashed again)");
-            Entries::new()
+            Entries::default()
         }
     }
 }
 
-/// The entries of a whole, well-formed cache file; `None` for anything else.
+/// A checksum from its algorithm's name and base64, if both are well-formed.
+fn checksum(alg: &str, value: &str) -> Option<Checksum> {
+    let algorithm: ChecksumAlgorithm = alg.parse().ok()?;
+    let raw = B64.decode(value).ok()?;
+    let want = match algorithm {
+        ChecksumAlgorithm::Crc32c => 4,
+        ChecksumAlgorithm::Md5 => 16,
+    };
+    (raw.len() == want).then_some(Checksum { algorithm, raw })
+}
+
+/// The entries of a whole, well-formed cache file; `None` for anything else. A file line is
+/// `dev ino size mtime ctime alg base64`; an object line `o<TAB>location<TAB>key<TAB>etag<TAB>alg<TAB>base64`.
 fn parse(text: &str) -> Option<Entries> {
     // Every line ends with '\n': a file cut short is not trusted, not even in part.
     let body = text.strip_suffix('\n')?;
@@ -172,8 +242,21 @@ fn parse(text: &str) -> Option<Entries> {
     if lines.next()? != HEADER {
         return None;
     }
-    let mut out = Entries::new();
+    let mut out = Entries::default();
     for line in lines {
+        if let Some(rest) = line.strip_prefix("o\t") {
+            let f: Vec<&str> = rest.split('\t').collect();
+            let [location, key, etag, alg, value] = f[..] else {
+                return None;
+            };
+            if etag.is_empty() {
+                return None;
+            }
+            let k = (location.to_owned(), key.to_owned());
+            out.objects
+                .insert(k, (etag.to_owned(), checksum(alg, value)?));
+            continue;
+        }
         let f: Vec<&str> = line.split(' ').collect();
         let [dev, ino, size, mtime, ctime, alg, value] = f[..] else {
             return None;
@@ -185,22 +268,8 @@ fn parse(text: &str) -> Option<Entries> {
             mtime_ns: mtime.parse().ok()?,
             ctime_ns: ctime.parse().ok()?,
         };
-        let alg: ChecksumAlgorithm = alg.parse().ok()?;
-        let raw = B64.decode(value).ok()?;
-        let want = match alg {
-            ChecksumAlgorithm::Crc32c => 4,
-            ChecksumAlgorithm::Md5 => 16,
-        };
-        if raw.len() != want {
-            return None;
-        }
-        out.insert(
-            (id, alg),
-            Checksum {
-                algorithm: alg,
-                raw,
-            },
-        );
+        let c = checksum(alg, value)?;
+        out.files.insert((id, c.algorithm()), c);
     }
     Some(out)
 }
@@ -213,7 +282,7 @@ fn write_entries(path: &Path, entries: &Entries) -> std::io::Result<()> {
     let mut tmp = tempfile_in(dir.unwrap_or(Path::new(".")))?;
     let mut w = std::io::BufWriter::new(tmp.as_file_mut());
     writeln!(w, "{HEADER}")?;
-    for ((id, alg), c) in entries {
+    for ((id, alg), c) in &entries.files {
         writeln!(
             w,
             "{} {} {} {} {} {alg} {}",
@@ -224,6 +293,10 @@ fn write_entries(path: &Path, entries: &Entries) -> std::io::Result<()> {
             id.ctime_ns,
             c.base64()
         )?;
+    }
+    for ((location, key), (etag, c)) in &entries.objects {
+        let alg = c.algorithm();
+        writeln!(w, "o\t{location}\t{key}\t{etag}\t{alg}\t{}", c.base64())?;
     }
     w.flush()?;
     drop(w);
@@ -279,9 +352,31 @@ mod tests {
     }
 
     #[test]
+    fn object_versions_are_known_by_their_etag_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c");
+        let c = Checksum::of_bytes(ChecksumAlgorithm::Crc32c, b"abc");
+        let a = ChecksumCache::load(&p);
+        a.insert_object("http://h:1/b", "k with space", "\"e1\"", c.clone());
+        a.save();
+        let again = ChecksumCache::load(&p);
+        assert_eq!(
+            again.object("http://h:1/b", "k with space", "e1"),
+            Some(c.clone())
+        );
+        assert_eq!(again.object("http://h:1/b", "k with space", "\"e2\""), None);
+        assert_eq!(again.object("http://h:2/b", "k with space", "e1"), None);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            parse(&text.replace("\te1\t", "\t\t")).is_none(),
+            "an empty ETag is not trusted"
+        );
+    }
+
+    #[test]
     fn corrupt_truncated_or_foreign_files_are_ignored_whole() {
         let good = format!("{HEADER}\n1 2 3 4 5 crc32c {}\n", B64.encode([1, 2, 3, 4]));
-        assert_eq!(parse(&good).unwrap().len(), 1);
+        assert_eq!(parse(&good).unwrap().files.len(), 1);
         for bad in [
             good.trim_end().to_owned(),               // cut before the last newline
             good[..good.len() - 4].to_owned() + "\n", // base64 cut short

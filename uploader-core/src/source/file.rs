@@ -192,8 +192,9 @@ async fn single(
 ) -> Result<Stored, TransferError> {
     let stored = single_put(job, task, inline).await?;
     if let Some(full) = stored.full.as_ref().filter(|_| job.checksums.is_some()) {
-        // Sent and checked unchanged: the next sync need not read it.
+        // Sent and checked unchanged: the next sync need not read it, nor HEAD the object.
         sync::remember(job, &task.path, task.identity, full).await;
+        sync::remember_object(job, &task.key, stored.etag.as_deref(), full);
     }
     Ok(stored)
 }
@@ -249,7 +250,11 @@ async fn multipart(job: &Arc<Job>, task: &FileTask, plan: Plan) -> Result<Stored
         Err(e) => Err(e),
     };
     match sent {
-        Ok(()) => session.complete().await,
+        Ok(()) => {
+            let stored = session.complete().await?;
+            sync::remember_object(job, &task.key, stored.etag.as_deref(), &full);
+            Ok(stored)
+        }
         Err(e) => {
             session.abort().await;
             Err(e)

@@ -246,6 +246,10 @@ impl ObjectStore for FaultyStore {
         self.inner.list_objects_page(prefix, after).await
     }
 
+    fn location(&self) -> Option<String> {
+        self.inner.location()
+    }
+
     async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete_object(key).await
     }

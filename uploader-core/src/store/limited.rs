@@ -103,6 +103,10 @@ impl ObjectStore for RequestLimited {
         self.inner.list_objects_page(prefix, after).await
     }
 
+    fn location(&self) -> Option<String> {
+        self.inner.location()
+    }
+
     async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
         self.limits.request().await;
         self.inner.delete_object(key).await

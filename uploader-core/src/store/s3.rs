@@ -162,6 +162,8 @@ pub struct S3Store {
     bucket: String,
     credentials: Option<SharedCredentialsProvider>,
     explicit_credentials: bool,
+    /// The endpoint (or AWS and the region) and the bucket.
+    location: String,
 }
 
 impl S3Store {
@@ -220,7 +222,12 @@ impl S3Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
+        let place = match &endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("aws:{}", shared.region().map_or("", |r| r.as_ref())),
+        };
         Ok(S3Store {
+            location: format!("{place}/{}", cfg.bucket),
             client: Client::from_conf(s3),
             bucket: cfg.bucket.clone(),
             credentials: shared.credentials_provider(),
@@ -774,6 +781,10 @@ impl ObjectStore for S3Store {
             _ => None,
         };
         Ok(ListPage { objects, next })
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.location.clone())
     }
 
     async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
