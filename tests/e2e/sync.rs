@@ -290,23 +290,12 @@ async fn objects_of_another_tool(t: &Target) {
     write(src.path(), "differs.bin", &data(100_000, 6));
     let big = write(src.path(), "multi.bin", &data(6 * MIB, 7));
     let differs_there = write(other.path(), "d", &data(100_000, 8));
-    boto3_put(
-        &t.endpoint,
-        &t.creds,
-        &t.bucket,
-        "b3/same.bin",
-        &same,
-        false,
-    );
-    boto3_put(
-        &t.endpoint,
-        &t.creds,
-        &t.bucket,
-        "b3/differs.bin",
-        &differs_there,
-        false,
-    );
-    boto3_put(&t.endpoint, &t.creds, &t.bucket, "b3/multi.bin", &big, true);
+    let put = |key: &str, file: &Path, multipart| {
+        boto3_put(&t.endpoint, &t.creds, &t.bucket, key, file, multipart)
+    };
+    put("b3/same.bin", &same, false);
+    put("b3/differs.bin", &differs_there, false);
+    put("b3/multi.bin", &big, true);
     let tree = Tree {
         t,
         home: home.path(),
@@ -345,14 +334,7 @@ async fn objects_of_another_tool(t: &Target) {
     );
     // Rewritten behind our back with other bytes of the same size: the listing shows another
     // ETag than the one the cache recorded, so the object is looked at again, and replaced.
-    boto3_put(
-        &t.endpoint,
-        &t.creds,
-        &t.bucket,
-        "b3/differs.bin",
-        &differs_there,
-        false,
-    );
+    put("b3/differs.bin", &differs_there, false);
     let third = tree.sync(&[]).await;
     assert_eq!(by_key(&third)["b3/differs.bin"].0, "uploaded", "{}", t.name);
     assert!(direct.get("b3/differs.bin").await.unwrap().unwrap() == data(100_000, 6));
