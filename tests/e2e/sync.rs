@@ -447,6 +447,9 @@ async fn delete_removes_exactly_the_orphans_under_the_prefix() {
             "{k} must survive: {after:?}"
         );
     }
+    // Nothing left to delete: said so.
+    let out = cli(&t, home.path(), &t.endpoint, "sync", s, "p/", &filters).await;
+    assert_eq!(summary(&out, 0)["deleted"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,7 +233,7 @@ pub fn deletions(out: Output, report: &Report, target: &S3Target) {
 /// The final summary: a JSON object, or text.
 pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
     let s = report.summary();
-    let deleting = !report.deletions.is_empty() || report.delete_refused.is_some();
+    let deleting = report.delete_requested;
     let secs = report.elapsed.as_secs_f64();
     let mib_s = if secs > 0.0 {
         s.bytes as f64 / (1024.0 * 1024.0) / secs

@@ -256,6 +256,8 @@ pub struct Report {
     /// Files whose contents were read to compute a full-file checksum for sync (the checksum
     /// cache did not know them); 0 on a re-run over an unchanged tree.
     pub hashed: u64,
+    /// Whether the job was asked to delete orphans (`sync --delete`).
+    pub delete_requested: bool,
     /// With `delete`: the objects under the prefix that no source maps to, in key order.
     pub deletions: Vec<Deletion>,
     /// With `delete`: why nothing was deleted, when it was refused (then the job failed).

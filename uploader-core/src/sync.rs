@@ -632,6 +632,7 @@ pub(crate) async fn finish(job: &Arc<Job>, report: &mut Report) {
     let Some(dest) = sync.dest.as_ref().filter(|d| d.delete) else {
         return;
     };
+    report.delete_requested = true;
     if let Err(why) = delete_orphans(job, sync, dest, report).await {
         warn!("{why}");
         report.delete_refused = Some(why);
