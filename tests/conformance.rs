@@ -319,3 +319,63 @@ pub async fn missing_objects_are_none(c: Case) {
     assert_eq!(c.store.head(&missing).await.unwrap(), None, "{ctx}");
     assert_eq!(c.store.get(&missing).await.unwrap(), None, "{ctx}");
 }
+
+/// Listing returns exactly the objects under the prefix (key order, sizes), not those of a
+/// prefix that merely starts the same; deleting removes one object, and a missing key is no
+/// error.
+pub async fn list_and_delete_objects(c: Case) {
+    let ctx = &c.ctx;
+    let sibling = KeyPrefix::new(&format!("{}x", c.p().trim_end_matches('/'))).unwrap();
+    let names = ["a.bin", "d/b.bin", "d/e/c.bin"];
+    for (i, name) in names.iter().enumerate() {
+        let body = Bytes::from(data(1000 + i, 9));
+        let opts = single_opts(c.alg, &body);
+        c.store
+            .put(&c.key(name), Body::Bytes(body), &opts)
+            .await
+            .unwrap();
+    }
+    let outside = ObjectKey::derive(&sibling, "a.bin").unwrap();
+    let body = Bytes::from(data(10, 9));
+    let opts = single_opts(c.alg, &body);
+    c.store
+        .put(&outside, Body::Bytes(body), &opts)
+        .await
+        .unwrap();
+    let listed = uploader_core::store::list_all(&*c.store, c.p())
+        .await
+        .unwrap();
+    let got: Vec<(String, u64)> = listed.iter().map(|o| (o.key.clone(), o.size)).collect();
+    let want: Vec<(String, u64)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (c.key(n).into_string(), 1000 + i as u64))
+        .collect();
+    assert_eq!(got, want, "{ctx}");
+    c.store
+        .delete_object(c.key("d/b.bin").as_str())
+        .await
+        .unwrap();
+    c.store
+        .delete_object(c.key("never-there").as_str())
+        .await
+        .unwrap();
+    let left: Vec<String> = uploader_core::store::list_all(&*c.store, c.p())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            c.key("a.bin").into_string(),
+            c.key("d/e/c.bin").into_string()
+        ],
+        "{ctx}"
+    );
+    assert!(
+        c.store.head(outside.as_str()).await.unwrap().is_some(),
+        "{ctx}"
+    );
+}

@@ -29,6 +29,9 @@ pub enum Op {
     CreateMultipart,
     CompleteMultipart,
     AbortMultipart,
+    HeadObject,
+    ListObjects,
+    DeleteObject,
     Other,
 }
 
@@ -44,6 +47,10 @@ fn classify(req: &Request<Incoming>) -> Op {
         hyper::Method::POST if has("uploads") => Op::CreateMultipart,
         hyper::Method::POST if has("uploadId") => Op::CompleteMultipart,
         hyper::Method::DELETE if has("uploadId") => Op::AbortMultipart,
+        hyper::Method::DELETE => Op::DeleteObject,
+        // Path-style `/bucket/key`; `HEAD /bucket` is HeadBucket.
+        hyper::Method::HEAD if req.uri().path().trim_matches('/').contains('/') => Op::HeadObject,
+        hyper::Method::GET if has("list-type") => Op::ListObjects,
         _ => Op::Other,
     }
 }
@@ -71,6 +78,17 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
+    /// No faults: the proxy only forwards and counts.
+    pub fn none() -> FaultPlan {
+        FaultPlan {
+            seed: 0,
+            rate: 0.0,
+            faults: Vec::new(),
+            ops: Vec::new(),
+            limit: None,
+        }
+    }
+
     /// `fault` on the first `n` requests of `op`, nothing else.
     pub fn first(op: Op, fault: Fault, n: u64) -> FaultPlan {
         FaultPlan {

@@ -251,3 +251,49 @@ print(json.dumps({"body": base64.b64encode(body).decode(), "content_type": r.get
         v["metadata"].clone(),
     )
 }
+
+/// Writes a file as an object with boto3 (another tool: no metadata of ours): one PUT, or with
+/// `multipart` a multipart upload of 5 MiB parts (`upload_file`).
+pub fn boto3_put(
+    endpoint: &str,
+    creds: &StaticCredentials,
+    bucket: &str,
+    key: &str,
+    file: &std::path::Path,
+    multipart: bool,
+) {
+    let script = r#"
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+endpoint, bucket, key, path, multipart = sys.argv[1:6]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}))
+if multipart == "1":
+    mb = 5 * 1024 * 1024
+    s3.upload_file(path, bucket, key, Config=TransferConfig(multipart_threshold=mb, multipart_chunksize=mb))
+else:
+    with open(path, "rb") as f:
+        s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+"#;
+    let out = Command::new(venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args([endpoint, bucket, key])
+        .arg(file)
+        .arg(if multipart { "1" } else { "0" })
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        // No aws-chunked CRC32 trailers: a plain body, as older clients send.
+        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "boto3 put {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -183,15 +183,17 @@ impl Daemon {
 
     /// POSTs the files with curl; returns the status and the JSON body.
     pub async fn post(&self, files: &[&Path], prefix: &str) -> (u16, serde_json::Value) {
+        self.post_query(files, &format!("prefix={prefix}")).await
+    }
+
+    /// POSTs the files with curl to `/v1/uploads?<query>`; returns the status and the JSON body.
+    pub async fn post_query(&self, files: &[&Path], query: &str) -> (u16, serde_json::Value) {
         let mut c = Command::new("curl");
         c.args(["-s", "-w", "\n%{http_code}"]);
         for f in files {
             c.arg("-F").arg(format!("file=@{}", f.display()));
         }
-        c.arg(format!(
-            "http://127.0.0.1:{}/v1/uploads?prefix={prefix}",
-            self.port
-        ));
+        c.arg(format!("http://127.0.0.1:{}/v1/uploads?{query}", self.port));
         let out = tokio::task::spawn_blocking(move || c.output().expect("curl runs"))
             .await
             .unwrap();

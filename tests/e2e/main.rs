@@ -11,3 +11,4 @@ mod matrix;
 mod replicas;
 mod shard;
 mod stores;
+mod sync;

@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
                 bad_part_checksum_is_refused,
                 abort_twice_is_no_such_upload,
                 missing_objects_are_none,
+                list_and_delete_objects,
             );
         }
     )*};

@@ -35,6 +35,21 @@ Examples:
 Exit codes: 0 all uploaded (or skipped on request), 1 some files failed,
             2 usage, configuration or credential error (nothing uploaded), 130 interrupted.";
 
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  # Nightly: send what changed since last night (decided by full-object checksums)
+  uploader sync ./photos s3://my-bucket/photos/
+
+  # Also delete objects whose files are gone; look first
+  uploader sync ./photos s3://my-bucket/photos/ --delete --dry-run
+  uploader sync ./photos s3://my-bucket/photos/ --delete
+
+  # Cheaper, weaker: same size and not newer than at upload
+  uploader sync ./logs s3://my-bucket/logs/ --skip-existing mtime
+
+Exit codes: 0 all uploaded or unchanged (and orphans deleted), 1 some files or deletes
+            failed, 2 usage, configuration or credential error, 130 interrupted.";
+
 /// Fast, safe, parallel uploads to S3 and S3-compatible servers.
 #[derive(Debug, Parser)]
 #[command(name = "uploader", version, about, after_help = EXAMPLES, max_term_width = 100)]
@@ -51,6 +66,10 @@ pub enum Command {
     /// Upload files and directories to s3://bucket/prefix/.
     #[command(visible_alias = "cp", after_help = EXAMPLES)]
     Upload(Box<UploadArgs>),
+    /// Upload only what is new or changed (by checksum unless --skip-existing says otherwise);
+    /// with --delete, remove objects under the prefix that no source maps to.
+    #[command(after_help = SYNC_EXAMPLES)]
+    Sync(Box<SyncArgs>),
     /// Check credentials and bucket access, then exit (0 ok, 2 not usable).
     Check(CheckArgs),
     /// List and abort multipart uploads left behind under s3://bucket/prefix.
@@ -104,8 +123,26 @@ pub struct UploadArgs {
     #[arg(long, help_heading = "Behaviour")]
     pub dry_run: bool,
     /// Never overwrite: existing keys are reported as skipped.
-    #[arg(long, help_heading = "Behaviour")]
+    #[arg(long, help_heading = "Behaviour", conflicts_with = "skip_existing")]
     pub no_clobber: bool,
+    /// Skip files whose object exists unchanged: `size` (same size), `mtime` (same size, not
+    /// newer than at upload) or `checksum` (same full-object checksum; sync's default).
+    #[arg(long, value_name = "MODE", help_heading = "Behaviour")]
+    pub skip_existing: Option<String>,
+    /// The checksum cache, which spares re-reading unchanged files (default:
+    /// $XDG_STATE_HOME/uploader/checksums, else ~/.local/state/uploader/checksums). Safe to
+    /// delete.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = env::UPLOADER_CHECKSUM_CACHE,
+        help_heading = "Behaviour"
+    )]
+    pub checksum_cache: Option<PathBuf>,
+    /// Use no checksum cache (wins over --checksum-cache): every checksum a sync needs is
+    /// computed from the file.
+    #[arg(long, help_heading = "Behaviour")]
+    pub no_checksum_cache: bool,
     /// Stop starting new files after the first failure.
     #[arg(long, help_heading = "Behaviour")]
     pub fail_fast: bool,
@@ -124,6 +161,17 @@ pub struct UploadArgs {
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub upload: UploadArgs,
+    /// Delete the objects under the prefix that no source maps to (and that --include,
+    /// --exclude and --shard select); each is printed. Nothing is deleted when a source could
+    /// not be read, the listing failed or the run was interrupted. With --dry-run, only lists.
+    #[arg(long, help_heading = "Behaviour")]
+    pub delete: bool,
 }
 
 #[derive(Debug, Args)]

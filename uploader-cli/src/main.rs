@@ -12,7 +12,7 @@ mod output;
 mod progress;
 mod resolve;
 
-use args::{CheckArgs, CleanupArgs, Cli, Command, ConnectionArgs, ServeArgs, UploadArgs};
+use args::{CheckArgs, CleanupArgs, Cli, Command, ConnectionArgs, ServeArgs};
 use output::Output;
 use resolve::{CleanupPlan, S3Target, UploadPlan};
 use uploader_core::connect::{ConnectOptions, Connection};
@@ -48,7 +48,14 @@ fn main() -> ExitCode {
         .expect("a Tokio runtime");
     let result = rt.block_on(async {
         match &cli.command {
-            Command::Upload(a) => upload(out, a).await,
+            Command::Upload(a) => match UploadPlan::try_from(&**a) {
+                Ok(plan) => upload(out, plan, &a.connection).await,
+                Err(e) => Err(usage(e)),
+            },
+            Command::Sync(a) => match UploadPlan::try_from(&**a) {
+                Ok(plan) => upload(out, plan, &a.upload.connection).await,
+                Err(e) => Err(usage(e)),
+            },
             Command::Check(a) => check(out, a).await,
             Command::Cleanup(a) => cleanup(out, a).await,
             Command::Serve(a) => serve(a).await,
@@ -98,9 +105,9 @@ async fn serve(args: &ServeArgs) -> Result<u8, Fatal> {
         .map_err(usage)
 }
 
-async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
-    let mut plan = UploadPlan::try_from(args).map_err(usage)?;
-    let conn = connect(&args.connection, &plan.target.bucket).await?;
+/// `upload` and `sync` (an upload with a skip mode, and maybe `--delete`).
+async fn upload(out: Output, mut plan: UploadPlan, conn: &ConnectionArgs) -> Result<u8, Fatal> {
+    let conn = connect(conn, &plan.target.bucket).await?;
     let store = conn.store();
     if !plan.config.dry_run {
         // Fail fast: credentials and bucket are checked before the first byte.
@@ -131,7 +138,7 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     let (walk_tx, walk_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
     // The relay counts as it forwards: the room ahead is on the job's side.
     let (job_tx, job_rx) = tokio::sync::mpsc::channel(ahead);
-    let mut job = uploader.upload_inputs(job_rx);
+    let mut job = uploader.upload_inputs_to(job_rx, plan.dest);
     let shard = plan.walk.shard;
     uploader_core::walk::spawn_walk(
         plan.sources,
@@ -175,6 +182,7 @@ async fn upload(out: Output, args: &UploadArgs) -> Result<u8, Fatal> {
     });
     let report = job.wait().await;
     let _ = renderer.await;
+    output::deletions(out, &report, &plan.target);
     output::summary(out, &report, shard);
     Ok(if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         exit::INTERRUPTED

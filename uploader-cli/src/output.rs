@@ -6,19 +6,22 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use uploader_core::walk::Shard;
-use uploader_core::{Event, FileOutcome, FileReport, Report};
+use uploader_core::{DeleteOutcome, Deletion, Event, FileOutcome, FileReport, Report};
 
 use crate::args::OutputArgs;
 use crate::progress::{self, Tally};
+use crate::resolve::S3Target;
 
 /// How results are shown.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub json: bool,
     pub quiet: bool,
-    pub verbose: bool,
     /// Draw a progress bar (stderr is a terminal, not quiet).
     pub progress: bool,
+    /// `-v`: the summary also says how many files were read for hashing and how many requests
+    /// were in flight.
+    pub verbose: bool,
 }
 
 impl Output {
@@ -26,8 +29,8 @@ impl Output {
         Output {
             json: args.json,
             quiet: args.quiet,
-            verbose: args.verbose > 0,
             progress: !args.quiet && std::io::stderr().is_terminal(),
+            verbose: args.verbose > 0,
         }
     }
 
@@ -66,6 +69,14 @@ struct SummaryLine {
     retries: u64,
     aborted_multipart: u64,
     cancelled: bool,
+    /// Files read to compute a checksum for sync (0 on an unchanged re-run: the cache).
+    hashed: u64,
+    /// With `sync --delete`: objects deleted (or, with --dry-run, that would be).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted: Option<usize>,
+    /// With `sync --delete`: why nothing was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delete_refused: Option<String>,
     /// `K/N` with `--shard`.
     #[serde(skip_serializing_if = "Option::is_none")]
     shard: Option<String>,
@@ -182,9 +193,50 @@ fn file_line(f: &FileReport) -> String {
     }
 }
 
+/// Objects deleted by `--delete` (or, in a dry run, that would be).
+fn deleted(report: &Report) -> usize {
+    report
+        .deletions
+        .iter()
+        .filter(|d| !matches!(d.outcome, DeleteOutcome::Failed { .. }))
+        .count()
+}
+
+#[derive(Serialize)]
+struct DeleteLine<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    deletion: &'a Deletion,
+}
+
+/// One line per object `sync --delete` deleted, would delete (dry run), or failed to.
+pub fn deletions(out: Output, report: &Report, target: &S3Target) {
+    for d in &report.deletions {
+        if out.json {
+            out.json_line(&DeleteLine {
+                r#type: "delete",
+                deletion: d,
+            });
+            continue;
+        }
+        if out.quiet && !matches!(d.outcome, DeleteOutcome::Failed { .. }) {
+            continue;
+        }
+        let url = target.url(&d.key);
+        match &d.outcome {
+            DeleteOutcome::Deleted => println!("deleted   {url}"),
+            DeleteOutcome::WouldDelete => println!("would delete {url} (dry run)"),
+            DeleteOutcome::Failed { error } => {
+                println!("FAILED    delete {url}: {}: {}", error.code, error.message)
+            }
+        }
+    }
+}
+
 /// The final summary: a JSON object, or text.
 pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
     let s = report.summary();
+    let deleting = report.delete_requested;
     let secs = report.elapsed.as_secs_f64();
     let mib_s = if secs > 0.0 {
         s.bytes as f64 / (1024.0 * 1024.0) / secs
@@ -204,6 +256,9 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             retries: report.retries,
             aborted_multipart: report.aborted_multipart,
             cancelled: report.cancelled,
+            hashed: report.hashed,
+            deleted: deleting.then(|| deleted(report)),
+            delete_refused: report.delete_refused.clone(),
             shard: shard.map(|s| s.to_string()),
             concurrency: report.concurrency,
         });
@@ -225,7 +280,24 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             ""
         }
     );
+    if deleting {
+        match &report.delete_refused {
+            Some(why) => println!("delete: {why}"),
+            None if report
+                .deletions
+                .iter()
+                .any(|d| d.outcome == DeleteOutcome::WouldDelete) =>
+            {
+                println!(
+                    "{} orphaned objects would be deleted (dry run)",
+                    deleted(report)
+                )
+            }
+            None => println!("{} orphaned objects deleted", deleted(report)),
+        }
+    }
     if out.verbose {
+        println!("{} files read to compute their checksum", report.hashed);
         let c = report.concurrency;
         println!(
             "requests in flight: {} (limit {} at the end, peak {}, ceiling {})",

@@ -5,16 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use uploader_core::checksum::cache::default_path;
 use uploader_core::config::{parse_duration, parse_size};
 use uploader_core::connect::ConnectOptions;
 use uploader_core::limit::{parse_rate, parse_request_rate};
 use uploader_core::walk::{Shard, glob_filter};
 use uploader_core::{
-    KeyPrefix, MimePolicy, RateLimits, RetryPolicy, Source, Timetable, UploadConfig, WalkOptions,
+    Destination, KeyPrefix, MimePolicy, RateLimits, RetryPolicy, SkipMode, Source, Timetable,
+    UploadConfig, WalkOptions,
 };
 use uploader_server::ServerConfig;
 
-use crate::args::{CleanupArgs, ConnectionArgs, ServeArgs, TuningArgs, UploadArgs};
+use crate::args::{CleanupArgs, ConnectionArgs, ServeArgs, SyncArgs, TuningArgs, UploadArgs};
 
 /// `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
@@ -54,6 +56,35 @@ pub struct UploadPlan {
     pub walk: WalkOptions,
     pub config: UploadConfig,
     pub rates: Rates,
+    /// What a listing covers and what `sync --delete` may remove.
+    pub dest: Destination,
+}
+
+impl TryFrom<&SyncArgs> for UploadPlan {
+    type Error = anyhow::Error;
+
+    /// `upload --skip-existing checksum` (unless told another mode), and `--delete`.
+    fn try_from(a: &SyncArgs) -> anyhow::Result<UploadPlan> {
+        let mut plan = UploadPlan::try_from(&a.upload)?;
+        if plan.config.skip_existing.is_none() {
+            plan.config.skip_existing = Some(SkipMode::Checksum);
+        }
+        if a.delete {
+            if a.upload.files_from.is_some() {
+                bail!(
+                    "--delete cannot be combined with --files-from: a list of files does not say                      which objects are orphans"
+                );
+            }
+            if plan.target.prefix.as_str().is_empty() {
+                bail!(
+                    "--delete needs a key prefix (s3://{}/prefix/): it never cleans a whole bucket",
+                    plan.target.bucket
+                );
+            }
+            plan.dest.delete = true;
+        }
+        Ok(plan)
+    }
 }
 
 impl TryFrom<&UploadArgs> for UploadPlan {
@@ -115,9 +146,22 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tuning = Tuning::try_from(&a.tuning)?;
+        let skip_existing = a
+            .skip_existing
+            .as_deref()
+            .map(str::parse::<SkipMode>)
+            .transpose()
+            .context("--skip-existing")?;
+        let checksum_cache = if a.no_checksum_cache {
+            None
+        } else {
+            a.checksum_cache.clone().or_else(default_path)
+        };
         let config = UploadConfig {
             fail_fast: a.fail_fast,
             no_clobber: a.no_clobber,
+            skip_existing,
+            checksum_cache,
             dry_run: a.dry_run,
             content_type: a.content_type.clone(),
             metadata,
@@ -126,6 +170,12 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             ..tuning.config
         };
         config.validate()?;
+        let dest = Destination {
+            prefix: target.prefix.clone(),
+            delete: false,
+            filter: filter.clone(),
+            shard,
+        };
         Ok(UploadPlan {
             detect_checksum: tuning.detect_checksum,
             sources,
@@ -137,6 +187,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             },
             config,
             rates: tuning.rates,
+            dest,
         })
     }
 }

@@ -7,6 +7,8 @@
 //! per GiB, where MD5 costs well over one. `Content-MD5` is the fallback for servers that only
 //! verify MD5 (rclone serve s3, older S3-compatible stores).
 
+pub mod cache;
+
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -134,6 +136,23 @@ impl Checksum {
         Ok(h.finish())
     }
 
+    /// The CRC32C of the whole of consecutive ranges from their CRC32Cs and lengths, without
+    /// reading them again (`None` when a checksum is not CRC32C).
+    pub fn combine_crc32c(parts: &[(Checksum, u64)]) -> Option<Checksum> {
+        let mut crc = 0u32;
+        for (c, len) in parts {
+            if c.algorithm != ChecksumAlgorithm::Crc32c {
+                return None;
+            }
+            let part = u32::from_be_bytes(c.raw.as_slice().try_into().ok()?);
+            crc = crc32c::crc32c_combine(crc, part, usize::try_from(*len).ok()?);
+        }
+        Some(Checksum {
+            algorithm: ChecksumAlgorithm::Crc32c,
+            raw: crc.to_be_bytes().to_vec(),
+        })
+    }
+
     /// The object-level checksum of a multipart upload, as S3 computes it for the COMPOSITE
     /// type: the checksum of the concatenated raw part checksums, suffixed with `-<parts>`.
     pub fn composite(parts: &[Checksum]) -> Option<String> {
@@ -228,6 +247,22 @@ mod tests {
             let err = Checksum::of_file_range(alg, &p, 999_000, 2000).unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
         }
+    }
+
+    #[test]
+    fn combined_crc32c_is_the_crc32c_of_the_whole() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let alg = ChecksumAlgorithm::Crc32c;
+        let parts: Vec<(Checksum, u64)> = data
+            .chunks(30_000)
+            .map(|c| (Checksum::of_bytes(alg, c), c.len() as u64))
+            .collect();
+        assert_eq!(
+            Checksum::combine_crc32c(&parts),
+            Some(Checksum::of_bytes(alg, &data))
+        );
+        let md5 = Checksum::of_bytes(ChecksumAlgorithm::Md5, b"x");
+        assert_eq!(Checksum::combine_crc32c(&[(md5, 1)]), None);
     }
 
     #[test]

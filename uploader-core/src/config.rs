@@ -5,6 +5,7 @@ use crate::plan::{MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::retry::RetryPolicy;
 pub use crate::schedule::ConcurrencyMode;
 use crate::sniff::MimePolicy;
+use crate::sync::SkipMode;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -72,6 +73,12 @@ pub struct UploadConfig {
     pub storage_class: Option<String>,
     /// Server-side encryption of every object.
     pub sse: Option<String>,
+    /// Skip a file whose object already exists and is unchanged by this measure (`sync`,
+    /// `--skip-existing`; default: upload every file). See [`crate::sync`].
+    pub skip_existing: Option<SkipMode>,
+    /// The checksum cache file (default: none, every checksum is computed from the file's
+    /// bytes). See [`crate::checksum::cache`].
+    pub checksum_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for UploadConfig {
@@ -92,6 +99,8 @@ impl Default for UploadConfig {
             metadata: Vec::new(),
             storage_class: None,
             sse: None,
+            skip_existing: None,
+            checksum_cache: None,
         }
     }
 }

@@ -86,6 +86,7 @@ pub(crate) async fn run(job: Arc<Job>, mut rx: Receiver<Input>) -> Report {
             peak: job.budget.peak_limit(),
             ceiling: job.budget.max_requests(),
         },
+        ..Report::default()
     }
 }
 

@@ -25,6 +25,12 @@ pub const SLURM_ARRAY_TASK_ID: &str = "SLURM_ARRAY_TASK_ID";
 /// AWS Batch array jobs: the child's index (read by `--shard auto/N`).
 pub const AWS_BATCH_JOB_ARRAY_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
 
+/// XDG base directories: where state lives (default `$HOME/.local/state`); the checksum cache
+/// is `uploader/checksums` under it.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// The user's home directory (the fallback of [`XDG_STATE_HOME`]).
+pub const HOME: &str = "HOME";
+
 /// Log filter of the binaries (`tracing_subscriber` syntax), e.g. `uploader_core=debug`.
 pub const UPLOADER_LOG: &str = "UPLOADER_LOG";
 
@@ -66,6 +72,9 @@ pub const UPLOADER_TPS_LIMIT: &str = "UPLOADER_TPS_LIMIT";
 
 /// The part of the job this process uploads, `K/N` or `auto/N` (`--shard`).
 pub const UPLOADER_SHARD: &str = "UPLOADER_SHARD";
+
+/// The checksum cache file of `sync` and `upload` (`--checksum-cache`).
+pub const UPLOADER_CHECKSUM_CACHE: &str = "UPLOADER_CHECKSUM_CACHE";
 
 // The daemon (`uploader serve`).
 

@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use crate::checksum::cache::ChecksumCache;
 use crate::config::UploadConfig;
 use crate::limit::RateLimits;
 use crate::report::{Event, FileOutcome, FileReport};
 use crate::schedule::Budget;
 use crate::store::ObjectStore;
+use crate::sync::SyncState;
 
 /// State shared by every file of one job (or by one streamed body).
 pub(crate) struct Job {
@@ -26,6 +28,12 @@ pub(crate) struct Job {
     pub events: Option<UnboundedSender<Event>>,
     pub retries: AtomicU64,
     pub aborted: AtomicU64,
+    /// Sync: the skip mode, the destination's listing, the keys for `delete`.
+    pub sync: Option<Arc<SyncState>>,
+    /// The checksum cache, when one is configured.
+    pub checksums: Option<Arc<ChecksumCache>>,
+    /// Files read to compute a full-file checksum (see `Report::hashed`).
+    pub hashed: AtomicU64,
 }
 
 impl Job {
@@ -47,6 +55,9 @@ impl Job {
             events,
             retries: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            sync: None,
+            checksums: None,
+            hashed: AtomicU64::new(0),
         }
     }
 

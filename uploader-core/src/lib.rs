@@ -62,6 +62,7 @@ pub mod schedule;
 pub mod sniff;
 pub mod source;
 pub mod store;
+pub mod sync;
 mod transfer;
 pub mod uploader;
 pub mod validate;
@@ -76,15 +77,17 @@ pub use key::{KeyError, KeyPrefix, ObjectKey};
 pub use limit::{RateLimits, Timetable};
 pub use plan::{Plan, StreamPlan};
 pub use report::{
-    ConcurrencyReport, ErrorCode, Event, FileError, FileOutcome, FileReport, Report, Summary,
+    ConcurrencyReport, DeleteOutcome, Deletion, ErrorCode, Event, FileError, FileOutcome,
+    FileReport, Report, Summary,
 };
 pub use retry::RetryPolicy;
 pub use sniff::MimePolicy;
 pub use source::stream::{StreamEnd, StreamResult, StreamUpload};
 pub use store::{
-    Body, MemoryStore, Metered, ObjectStore, PartNumber, PendingUpload, S3Config, S3Store,
-    ServiceErrorKind, StaticCredentials, StoreError, UploadId,
+    Body, ListPage, ListedObject, MemoryStore, Metered, ObjectStore, PartNumber, PendingUpload,
+    S3Config, S3Store, ServiceErrorKind, StaticCredentials, StoreError, UploadId,
 };
+pub use sync::{Destination, SkipMode};
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
 pub use walk::{Input, Source, WalkOptions};
 

@@ -215,6 +215,31 @@ pub struct Summary {
     pub bytes: u64,
 }
 
+/// What `sync --delete` did with one object that no source maps to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DeleteOutcome {
+    /// Deleted.
+    Deleted,
+    /// Would be deleted (dry run).
+    WouldDelete,
+    /// The delete failed.
+    Failed {
+        /// The error.
+        error: FileError,
+    },
+}
+
+/// One object `sync --delete` removed (or would remove, or failed to).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deletion {
+    /// The object's key.
+    pub key: String,
+    /// What happened to it.
+    #[serde(flatten)]
+    pub outcome: DeleteOutcome,
+}
+
 /// The final result of a job: one entry per input, in input order.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -228,6 +253,15 @@ pub struct Report {
     pub aborted_multipart: u64,
     /// Whether the job was cancelled.
     pub cancelled: bool,
+    /// Files whose contents were read to compute a full-file checksum for sync (the checksum
+    /// cache did not know them); 0 on a re-run over an unchanged tree.
+    pub hashed: u64,
+    /// Whether the job was asked to delete orphans (`sync --delete`).
+    pub delete_requested: bool,
+    /// With `delete`: the objects under the prefix that no source maps to, in key order.
+    pub deletions: Vec<Deletion>,
+    /// With `delete`: why nothing was deleted, when it was refused (then the job failed).
+    pub delete_refused: Option<String>,
     /// Requests in flight: how the limit was set and where it went.
     pub concurrency: ConcurrencyReport,
 }
@@ -270,9 +304,14 @@ impl Report {
         s
     }
 
-    /// Whether no file failed.
+    /// Whether no file failed (and, with `delete`, every orphan was deleted).
     pub fn is_success(&self) -> bool {
         self.files.iter().all(|f| f.error().is_none())
+            && self.delete_refused.is_none()
+            && !self
+                .deletions
+                .iter()
+                .any(|d| matches!(d.outcome, DeleteOutcome::Failed { .. }))
     }
 
     /// The failed files.

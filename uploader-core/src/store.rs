@@ -1,12 +1,14 @@
 //! Store: the S3-shaped edge of the pipeline.
 //!
 //! [`ObjectStore`] mirrors the S3 operations the uploader needs (single PUT, the multipart
-//! life cycle, HEAD, GET for verification, and listing pending multipart uploads). It is
-//! object-safe and used as `Arc<dyn ObjectStore>`. Cross-cutting behaviour such as fault
-//! injection is a wrapper implementing the same trait (`FaultyStore`, behind the `testing`
-//! feature), never a flag inside [`S3Store`].
+//! life cycle, HEAD, GET for verification, listing pending multipart uploads, and for sync
+//! listing objects page by page and deleting one object). It is object-safe and used as
+//! `Arc<dyn ObjectStore>`. Cross-cutting behaviour such as fault injection is a wrapper
+//! implementing the same trait (`FaultyStore`, behind the `testing` feature), never a flag
+//! inside [`S3Store`].
 //!
-//! Deliberately left out: listing objects, deleting, copying. The uploader never needs them.
+//! Deliberately left out: copying, and batch deletes (`DeleteObjects`: servers differ in the
+//! body checksum they demand; `--delete` removes few objects, one request each).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -30,6 +32,23 @@ pub use fault::{Fault, FaultRule, FaultyStore, Operation};
 pub use memory::MemoryStore;
 pub use metered::Metered;
 pub use s3::{S3Config, S3Store, StaticCredentials};
+
+/// Lists every object under `prefix`, page by page (one request per 1 000 objects).
+pub async fn list_all(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<Vec<ListedObject>, StoreError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_objects_page(prefix, after).await?;
+        out.extend(page.objects);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
 
 /// The data of one request: a byte range of a file, re-read from disk on every attempt (the file
 /// source uses it only for ranges over a quarter of the byte budget; smaller ones are read once
@@ -238,6 +257,36 @@ pub struct ObjectMeta {
     /// The object's checksum as the server reports it (base64, `-<parts>` for a composite
     /// multipart checksum), when it keeps one in our algorithm.
     pub checksum: Option<String>,
+    /// When the object was last written, if the server says.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// One object of a listing (ListObjectsV2): what S3 returns without a HEAD. User metadata is
+/// not part of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListedObject {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag, quotes included.
+    pub etag: Option<String>,
+    /// When the object was last written, if the server says.
+    pub last_modified: Option<SystemTime>,
+    /// The checksum algorithms the server keeps for the object (`CRC32C`, `CRC64NVME`, ...), if
+    /// it says; the values themselves are only returned by HEAD.
+    pub checksum_algorithms: Vec<String>,
+    /// `FULL_OBJECT` or `COMPOSITE`, if the server says.
+    pub checksum_type: Option<String>,
+}
+
+/// One page of a listing and where the next one starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects of this page, in key order.
+    pub objects: Vec<ListedObject>,
+    /// The continuation token of the next page; `None` on the last page.
+    pub next: Option<String>,
 }
 
 /// A multipart upload that was created and neither completed nor aborted.
@@ -490,4 +539,35 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
 
     /// Multipart uploads under `prefix` that are neither completed nor aborted.
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError>;
+
+    /// One page (at most 1 000 objects) of the objects whose key starts with `prefix`, from the
+    /// continuation token `after` (`None`: the first page). The default refuses: a store that
+    /// cannot list cannot sync.
+    async fn list_objects_page(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        let _ = (prefix, after);
+        Err(StoreError::Other {
+            operation: "ListObjectsV2",
+            message: "this store cannot list objects".into(),
+        })
+    }
+
+    /// Where the store is — its endpoint and bucket — for caches that outlive the process (the
+    /// checksum cache's object versions); `None` (the default) when it has no stable identity.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
+    /// Deletes one object (`sync --delete`). Deleting a missing key succeeds, as in S3. The
+    /// default refuses.
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Err(StoreError::Other {
+            operation: "DeleteObject",
+            message: "this store cannot delete objects".into(),
+        })
+    }
 }

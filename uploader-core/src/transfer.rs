@@ -98,6 +98,8 @@ pub(crate) struct Stored {
     /// `<algorithm>:<base64>`; the composite `...-<parts>` for multipart uploads.
     pub checksum: Option<String>,
     pub parts: u32,
+    /// The full-object checksum of a single PUT's body (what its metadata carries).
+    pub full: Option<Checksum>,
 }
 
 /// The one mapping from a transfer's result to the file's outcome.
@@ -144,10 +146,17 @@ pub(crate) async fn exists_already(
     Ok(found.is_some())
 }
 
-/// The options of a PUT or of a multipart upload's creation, marked with the write's `token`.
-fn put_options(config: &UploadConfig, content_type: Option<String>, token: &str) -> PutOptions {
+/// The options of a PUT or of a multipart upload's creation, marked with the write's `token`,
+/// with the source's own metadata (`extra`: its mtime, its full-object checksum when known).
+fn put_options(
+    config: &UploadConfig,
+    content_type: Option<String>,
+    token: &str,
+    extra: &[(String, String)],
+) -> PutOptions {
     let mut metadata = config.metadata.clone();
     metadata.push((UPLOAD_TOKEN_METADATA.to_owned(), token.to_owned()));
+    metadata.extend_from_slice(extra);
     PutOptions {
         content_type,
         checksum: None,
@@ -160,14 +169,16 @@ fn put_options(config: &UploadConfig, content_type: Option<String>, token: &str)
 }
 
 /// One PUT of a whole body. `prepare` runs on the first attempt, after its request permit is
-/// taken; every attempt sends what it prepared. A PUT that failed after an answer may have
-/// been lost (a retry, or a transport failure) is looked at: when the object carries this
-/// write's token and size, it is stored (a no-clobber retry's 412 included).
+/// taken; every attempt sends what it prepared, with its checksum as the object's full-object
+/// checksum metadata (`sync::checksum_metadata`) besides `extra`. A PUT that failed after an
+/// answer may have been lost (a retry, or a transport failure) is looked at: when the object
+/// carries this write's token and size, it is stored (a no-clobber retry's 412 included).
 pub(crate) async fn put_single<F, Fut>(
     job: &Job,
     index: usize,
     key: &ObjectKey,
     content_type: Option<String>,
+    extra: &[(String, String)],
     prepare: F,
 ) -> Result<Stored, TransferError>
 where
@@ -176,16 +187,18 @@ where
 {
     let prepared = OnceCell::new();
     let token = new_token();
-    let opts = put_options(&job.config, content_type, &token);
+    let opts = put_options(&job.config, content_type, &token, extra);
     let pace = job.limits.pace_for_file();
     let (opts, pace, prepared_ref, prepare) = (&opts, &pace, &prepared, &prepare);
     let (put, attempts) = with_retries_noting(job, index, Interrupt::No, || {
         Box::pin(async move {
             let p = prepared_ref.get_or_try_init(prepare).await?;
-            let opts = PutOptions {
+            let mut opts = PutOptions {
                 checksum: Some(p.checksum.clone()),
                 ..opts.clone()
             };
+            let name = crate::sync::checksum_metadata(p.checksum.algorithm());
+            opts.metadata.push((name.to_owned(), p.checksum.base64()));
             let body = p.body.clone().paced(pace);
             Ok(job.store.put(key, body, &opts).await?)
         })
@@ -211,11 +224,13 @@ where
         bytes: p.body.len(),
     });
     let checksum = p.checksum.to_string();
+    let full = p.checksum.clone();
     p.recycle(job);
     Ok(Stored {
         etag: put.etag,
         checksum: Some(checksum),
         parts: 1,
+        full: Some(full),
     })
 }
 
@@ -246,22 +261,27 @@ pub(crate) struct MultipartSession {
     receipts: Vec<PartReceipt>,
     /// Bytes handed to [`MultipartSession::send_part`].
     bytes: u64,
+    /// The size of each part handed to it.
+    sizes: std::collections::BTreeMap<PartNumber, u64>,
     /// The bandwidth budgets of this file's parts.
     pace: Pace,
     open: bool,
 }
 
 impl MultipartSession {
-    /// Creates the multipart upload. A retried creation whose first answer was lost may have
-    /// left an upload we never learnt the id of: those of this exact key are aborted at once.
+    /// Creates the multipart upload, with the source's `extra` metadata (its mtime and
+    /// full-object checksum, when known before the parts are read). A retried creation whose
+    /// first answer was lost may have left an upload we never learnt the id of: those of this
+    /// exact key are aborted at once.
     pub(crate) async fn create(
         job: &Arc<Job>,
         index: usize,
         key: &ObjectKey,
         content_type: Option<String>,
+        extra: &[(String, String)],
     ) -> Result<MultipartSession, TransferError> {
         let token = new_token();
-        let mut opts = put_options(&job.config, content_type, &token);
+        let mut opts = put_options(&job.config, content_type, &token, extra);
         opts.checksum_algorithm = Some(job.config.checksum);
         let opts = &opts;
         let (created, attempts) = with_retries_noting(job, index, Interrupt::No, || {
@@ -288,6 +308,7 @@ impl MultipartSession {
             running: JoinSet::new(),
             receipts: Vec::new(),
             bytes: 0,
+            sizes: std::collections::BTreeMap::new(),
             pace: job.limits.pace_for_file(),
             open: true,
         };
@@ -320,6 +341,7 @@ impl MultipartSession {
             self.record(done)?;
         }
         self.bytes += len;
+        self.sizes.insert(n, len);
         let (job, key, id, index, pace) = (
             Arc::clone(&self.job),
             self.key.clone(),
@@ -366,6 +388,18 @@ impl MultipartSession {
         }
     }
 
+    /// The CRC32C of the whole body from the parts acknowledged so far (`None` when they were
+    /// not sent with CRC32C).
+    pub(crate) fn full_crc32c(&self) -> Option<Checksum> {
+        let mut r: Vec<&PartReceipt> = self.receipts.iter().collect();
+        r.sort_by_key(|p| p.part_number);
+        let sized: Option<Vec<(Checksum, u64)>> = r
+            .into_iter()
+            .map(|p| Some((p.checksum.clone()?, *self.sizes.get(&p.part_number)?)))
+            .collect();
+        Checksum::combine_crc32c(&sized?)
+    }
+
     /// Waits until every part sent so far is acknowledged (or one failed).
     pub(crate) async fn finish_parts(&mut self) -> Result<(), TransferError> {
         while let Some(done) = self.running.join_next().await {
@@ -393,6 +427,7 @@ impl MultipartSession {
                         .and_then(|c| Checksum::composite(&c))
                         .map(|c| format!("{alg}:{c}")),
                     parts: u32::try_from(self.receipts.len()).expect("at most 10 000 parts"),
+                    full: None,
                 })
             }
             Err(e) => {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::ChecksumAlgorithm;
+use crate::checksum::cache::ChecksumCache;
 use crate::config::ConcurrencyMode;
 use crate::config::{ConfigError, UploadConfig};
 use crate::job::Job;
@@ -21,6 +22,7 @@ use crate::retry::RetryPolicy;
 use crate::schedule::Budget;
 use crate::source::stream::StreamUpload;
 use crate::store::{Metered, ObjectStore};
+use crate::sync::{Destination, SyncState};
 use crate::walk::{Input, Source, WalkOptions, spawn_walk};
 
 /// Inputs buffered between the walker and the scheduler.
@@ -185,7 +187,7 @@ impl Uploader {
                 }
             }
         };
-        self.start(rx, Some(Box::pin(feeder)), |_| {})
+        self.start(rx, Some(Box::pin(feeder)), |_| {}, None)
     }
 
     /// Uploads every file under `dir`, keyed by its relative path under `prefix`.
@@ -198,24 +200,53 @@ impl Uploader {
         self.upload_sources(vec![Source::Path(dir.into())], prefix, opts)
     }
 
-    /// Uploads files and trees (see [`Source`]) under `prefix`, walking while uploading.
+    /// Uploads files and trees (see [`Source`]) under `prefix`, walking while uploading. With
+    /// [`UploadConfig::skip_existing`], the prefix is listed once and unchanged files are
+    /// skipped.
     pub fn upload_sources(
         &self,
         sources: Vec<Source>,
         prefix: &KeyPrefix,
         opts: WalkOptions,
     ) -> UploadHandle {
+        self.sync_sources(sources, prefix, opts, false)
+    }
+
+    /// [`Uploader::upload_sources`], and with `delete` the objects under `prefix` that no
+    /// source maps to (and that the walk's filters and shard select) are deleted once every
+    /// file is done — or only listed in the report, with [`UploadConfig::dry_run`]. See
+    /// [`crate::sync`].
+    pub fn sync_sources(
+        &self,
+        sources: Vec<Source>,
+        prefix: &KeyPrefix,
+        opts: WalkOptions,
+        delete: bool,
+    ) -> UploadHandle {
         let (tx, rx) = mpsc::channel(WALK_QUEUE);
+        let dest = Destination {
+            prefix: prefix.clone(),
+            delete,
+            filter: opts.filter.clone(),
+            shard: opts.shard,
+        };
         let prefix = prefix.clone();
-        self.start(rx, None, move |cancel| {
-            spawn_walk(sources, prefix, opts, tx, cancel)
-        })
+        let walk = move |cancel| spawn_walk(sources, prefix, opts, tx, cancel);
+        self.start(rx, None, walk, Some(dest))
     }
 
     /// Uploads inputs produced by the caller (e.g. the CLI's own walk, counted for its
-    /// progress bar), in the order they arrive.
+    /// progress bar), in the order they arrive. With [`UploadConfig::skip_existing`], each
+    /// file's key is looked up with a HEAD ([`Uploader::upload_inputs_to`] lists once instead).
     pub fn upload_inputs(&self, rx: mpsc::Receiver<Input>) -> UploadHandle {
-        self.start(rx, None, |_| {})
+        self.start(rx, None, |_| {}, None)
+    }
+
+    /// [`Uploader::upload_inputs`] for inputs whose keys lie under `dest`: with
+    /// [`UploadConfig::skip_existing`] the destination is listed once, and with
+    /// `dest.delete` its orphans are deleted at the end (see [`Uploader::sync_sources`]).
+    pub fn upload_inputs_to(&self, rx: mpsc::Receiver<Input>, dest: Destination) -> UploadHandle {
+        self.start(rx, None, |_| {}, Some(dest))
     }
 
     fn start(
@@ -223,22 +254,41 @@ impl Uploader {
         rx: mpsc::Receiver<Input>,
         feeder: Option<futures::future::BoxFuture<'static, ()>>,
         spawn_source: impl FnOnce(CancellationToken),
+        dest: Option<Destination>,
     ) -> UploadHandle {
         let cancel = CancellationToken::new();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let job = Arc::new(Job::new(
+        let mut job = Job::new(
             Arc::clone(&self.store),
             self.budget.clone(),
             Arc::clone(&self.config),
             self.limits.clone(),
             cancel.clone(),
             Some(ev_tx),
-        ));
+        );
+        job.sync = SyncState::new(self.config.skip_existing, dest);
+        let rx = match &job.sync {
+            Some(sync) => sync.relay(rx),
+            None => rx,
+        };
         spawn_source(cancel.clone());
         if let Some(f) = feeder {
             tokio::spawn(f);
         }
-        let join = tokio::spawn(crate::driver::run(job, rx));
+        let cache = self.config.checksum_cache.clone();
+        let join = tokio::spawn(async move {
+            if let Some(path) = cache {
+                let loaded = tokio::task::spawn_blocking(move || ChecksumCache::load(path)).await;
+                job.checksums = loaded.ok().map(Arc::new);
+            }
+            let job = Arc::new(job);
+            if let Some(sync) = &job.sync {
+                sync.prefetch(&job);
+            }
+            let mut report = crate::driver::run(Arc::clone(&job), rx).await;
+            crate::sync::finish(&job, &mut report).await;
+            report
+        });
         UploadHandle {
             cancel,
             join: Some(join),
@@ -265,15 +315,41 @@ impl Uploader {
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let job = Arc::new(Job::new(
+        let skip = self.config.skip_existing;
+        self.upload_stream_skipping(index, key, stream, max_size, cancel, skip)
+            .await
+    }
+
+    /// [`Uploader::upload_stream`], leaving the object at `key` as it is when it is unchanged
+    /// by `skip` (the daemon's per-request `skip_existing`; `None`: always upload). The body is
+    /// compared once it is read: by its size, or by its checksum (CRC32C combined from its
+    /// parts when it went multipart, whose upload is then aborted). A body has no mtime:
+    /// [`SkipMode::Mtime`] never skips. See [`crate::sync`].
+    ///
+    /// [`SkipMode::Mtime`]: crate::sync::SkipMode::Mtime
+    pub async fn upload_stream_skipping<S, E>(
+        &self,
+        index: usize,
+        key: ObjectKey,
+        stream: S,
+        max_size: Option<u64>,
+        cancel: &CancellationToken,
+        skip: Option<crate::sync::SkipMode>,
+    ) -> StreamUpload
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let mut job = Job::new(
             Arc::clone(&self.store),
             self.budget.clone(),
             Arc::clone(&self.config),
             self.limits.clone(),
             cancel.child_token(),
             None,
-        ));
-        crate::source::stream::start(job, index, key, stream, max_size).await
+        );
+        job.sync = SyncState::new(skip, None);
+        crate::source::stream::start(Arc::new(job), index, key, stream, max_size).await
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use uploader_core::sync::is_unchanged;
 use uploader_core::{ErrorCode, FileError, FileOutcome, ObjectKey, StreamResult, StreamUpload};
 
 /// One file part and what became of it.
@@ -116,8 +117,21 @@ impl Finished {
                     size,
                     ..
                 }) => (n + 1, b + size),
+                EntryState::Finished(StreamResult {
+                    outcome: FileOutcome::Skipped { reason },
+                    ..
+                }) if is_unchanged(reason) => (n + 1, b),
                 _ => (n, b),
             });
+        let skipped = self
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(&e.state, EntryState::Finished(StreamResult {
+                    outcome: FileOutcome::Skipped { reason }, ..
+                }) if is_unchanged(reason))
+            })
+            .count();
         let total = self.entries.len();
         let all_validation = self.entries.iter().all(|e| match &e.state {
             EntryState::Refused(err) => err.code.is_validation(),
@@ -138,7 +152,7 @@ impl Finished {
         };
         let body = json!({
             "request_id": request_id,
-            "summary": {"total": total, "succeeded": ok, "failed": total - ok, "bytes": bytes},
+            "summary": {"total": total, "succeeded": ok, "skipped": skipped, "failed": total - ok, "bytes": bytes},
             "results": self.results(),
         });
         (status, body)
@@ -197,6 +211,15 @@ fn result_json(index: usize, e: &Entry) -> Value {
                 "checksum": checksum,
             }),
             FileOutcome::Failed { error } => failed(error),
+            // Left as it was, on request (`skip_existing`): the object is what was sent.
+            FileOutcome::Skipped { reason } if is_unchanged(reason) => json!({
+                "index": index,
+                "filename": e.filename,
+                "key": e.key,
+                "status": "skipped",
+                "size": r.size,
+                "reason": reason,
+            }),
             FileOutcome::Skipped { reason } => failed(&FileError {
                 code: ErrorCode::AlreadyExists,
                 message: reason.clone(),

@@ -10,7 +10,7 @@ use axum::http::header;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use uploader_core::{ErrorCode, FileError, KeyPrefix, ObjectKey};
+use uploader_core::{ErrorCode, FileError, KeyPrefix, ObjectKey, SkipMode};
 
 use crate::body::{BodyFailure, idle_guarded};
 use crate::problem::{ApiError, ProblemKind};
@@ -28,6 +28,8 @@ pub(crate) struct Form {
     pub failure: Arc<BodyFailure>,
     root: KeyPrefix,
     prefix: Option<KeyPrefix>,
+    /// `skip_existing` (query or field): leave unchanged objects as they are.
+    pub skip: Option<SkipMode>,
     files: usize,
     max_files: usize,
 }
@@ -45,6 +47,7 @@ impl Form {
         state: &AppState,
         req: Request,
         query_prefix: Option<&str>,
+        query_skip: Option<&str>,
     ) -> Result<Form, ApiError> {
         let limits = &state.limits;
         let content_type = req
@@ -78,6 +81,7 @@ impl Form {
         let prefix = query_prefix
             .map(|p| join_prefix(&state.root_prefix, p))
             .transpose()?;
+        let skip = query_skip.map(parse_skip).transpose()?;
         let failure = Arc::new(BodyFailure::default());
         let body = idle_guarded(
             req.into_body(),
@@ -91,6 +95,7 @@ impl Form {
             failure,
             root: state.root_prefix.clone(),
             prefix,
+            skip,
             files: 0,
             max_files: limits.max_files,
         })
@@ -134,17 +139,28 @@ impl Form {
         }
     }
 
-    /// A text field: only `prefix`, once, before any file.
+    /// A text field: only `prefix` and `skip_existing`, once each, before any file.
     async fn take_prefix(
         &mut self,
         name: &str,
         field: multer::Field<'static>,
     ) -> Result<(), ApiError> {
+        if name == SKIP_FIELD {
+            if self.skip.is_some() || self.files > 0 {
+                return Err(ApiError::new(
+                    ProblemKind::MisplacedPrefix,
+                    "`skip_existing` may be given once, before any file (or as a query parameter)",
+                ));
+            }
+            let text = read_text(field, MAX_PREFIX_FIELD).await?;
+            self.skip = Some(parse_skip(&text)?);
+            return Ok(());
+        }
         if name != "prefix" {
             return Err(ApiError::new(
                 ProblemKind::UnknownField,
                 format!(
-                    "unknown form field {name:?}: send files (parts with a filename) and optionally `prefix`"
+                    "unknown form field {name:?}: send files (parts with a filename) and optionally `prefix` and `skip_existing`"
                 ),
             ));
         }
@@ -157,6 +173,22 @@ impl Form {
         let text = read_text(field, MAX_PREFIX_FIELD).await?;
         self.prefix = Some(join_prefix(&self.root, &text)?);
         Ok(())
+    }
+}
+
+/// The field (and query parameter) that asks to leave unchanged objects as they are.
+const SKIP_FIELD: &str = "skip_existing";
+
+/// A `skip_existing` value: `size` or `checksum` (a body has no mtime to compare).
+fn parse_skip(text: &str) -> Result<SkipMode, ApiError> {
+    match text.parse::<SkipMode>() {
+        Ok(SkipMode::Mtime) => Err(ApiError::new(
+            ProblemKind::InvalidQuery,
+            "skip_existing=mtime needs the source's mtime, which an uploaded body does not have: \
+             use size or checksum",
+        )),
+        Ok(mode) => Ok(mode),
+        Err(e) => Err(ApiError::new(ProblemKind::InvalidQuery, e.to_string())),
     }
 }
 

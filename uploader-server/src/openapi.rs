@@ -30,15 +30,18 @@ pub fn document() -> Value {
             "/v1/uploads": {"post": {
                 "summary": "Upload a batch of files (multipart/form-data), streamed to S3",
                 "security": [{"bearer": []}],
-                "parameters": [{"name": "prefix", "in": "query", "required": false, "schema": {"type": "string"}}],
+                "parameters": [{"name": "prefix", "in": "query", "required": false, "schema": {"type": "string"}},
+                    {"name": "skip_existing", "in": "query", "required": false, "schema": {"enum": ["size", "checksum"]},
+                     "description": "leave an object that has the file's size (size) or full-object checksum (checksum) as it is; reported as skipped"}],
                 "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {
                     "type": "object",
                     "properties": {
                         "prefix": {"type": "string", "description": "key prefix under the server's root prefix; before the files"},
+                        "skip_existing": {"enum": ["size", "checksum"], "description": "as the query parameter; before the files"},
                         "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
                     }}}}},
                 "responses": {
-                    "201": {"description": "every file stored", "content": {"application/json": {"schema": batch}}},
+                    "201": {"description": "every file stored (or left unchanged with skip_existing)", "content": {"application/json": {"schema": batch}}},
                     "207": {"description": "some files stored, some failed", "content": {"application/json": {"schema": batch}}},
                     "422": {"description": "every file refused by validation", "content": {"application/json": {"schema": batch}}},
                     "502": {"description": "every file failed upstream", "content": {"application/json": {"schema": batch}}},
@@ -77,10 +80,15 @@ pub fn document() -> Value {
                 "Batch": {"type": "object", "required": ["request_id", "summary", "results"], "properties": {
                     "request_id": {"type": "string"},
                     "summary": {"type": "object", "properties": {
-                        "total": {"type": "integer"}, "succeeded": {"type": "integer"},
-                        "failed": {"type": "integer"}, "bytes": {"type": "integer"}}},
+                        "total": {"type": "integer"}, "succeeded": {"type": "integer", "description": "stored or skipped unchanged"},
+                        "skipped": {"type": "integer"}, "failed": {"type": "integer"}, "bytes": {"type": "integer"}}},
                     "results": {"type": "array", "items": {"oneOf": [
-                        {"$ref": "#/components/schemas/Stored"}, {"$ref": "#/components/schemas/Failed"}]}}}},
+                        {"$ref": "#/components/schemas/Stored"}, {"$ref": "#/components/schemas/Skipped"},
+                        {"$ref": "#/components/schemas/Failed"}]}}}},
+                "Skipped": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
+                    "status": {"const": "skipped"}, "size": {"type": "integer"},
+                    "reason": {"type": "string", "description": "unchanged (size), unchanged (checksum), ..."}}},
                 "Stored": {"type": "object", "properties": {
                     "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
                     "status": {"const": "uploaded"}, "size": {"type": "integer"},

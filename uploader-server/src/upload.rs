@@ -23,6 +23,8 @@ use crate::state::{AppState, RequestId, Slot};
 #[derive(serde::Deserialize)]
 pub struct UploadQuery {
     prefix: Option<String>,
+    /// `size` or `checksum`: leave objects that are unchanged by this measure as they are.
+    skip_existing: Option<String>,
 }
 
 /// The handler.
@@ -36,7 +38,12 @@ pub async fn handler(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let query = query.map_err(|e| ApiError::new(ProblemKind::InvalidQuery, e.body_text()))?;
-    let mut form = Form::open(&state, req, query.prefix.as_deref())?;
+    let mut form = Form::open(
+        &state,
+        req,
+        query.prefix.as_deref(),
+        query.skip_existing.as_deref(),
+    )?;
     let mut batch = Batch::default();
     let request_error = read_files(&state, &mut form, &mut batch).await.err();
     // Every started upload finishes (or aborts) before we answer.
@@ -81,9 +88,17 @@ async fn read_files(state: &AppState, form: &mut Form, batch: &mut Batch) -> Res
             }
         };
         let max = Some(state.limits.max_file_size);
+        let skip = form.skip.or(state.uploader.config().skip_existing);
         let upload = state
             .uploader
-            .upload_stream(batch.len(), key.clone(), part.data, max, &state.shutdown)
+            .upload_stream_skipping(
+                batch.len(),
+                key.clone(),
+                part.data,
+                max,
+                &state.shutdown,
+                skip,
+            )
             .await;
         let end = upload.end().clone();
         batch.push(part.filename, &key, upload);

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument as _, debug, info_span};
 
+use crate::checksum::cache::FileIdentity;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::TransferError;
 use crate::job::Job;
@@ -27,6 +28,7 @@ use crate::plan::Plan;
 use crate::report::{ErrorCode, FileError, FileOutcome};
 use crate::sniff::{self, SNIFF_WINDOW, TAIL_WINDOW};
 use crate::store::{Body, PartNumber};
+use crate::sync;
 use crate::transfer::{self, MultipartSession, Prepared, Stored};
 
 /// Files up to this size are read whole, once, in the blocking call that stats them; their
@@ -43,16 +45,41 @@ struct FileTask {
     key: ObjectKey,
     size: u64,
     modified: Option<SystemTime>,
+    /// The version of the file that was read (for the checksum cache).
+    identity: Option<FileIdentity>,
+    /// Its full checksum in the job's algorithm, if the sync decision computed it.
+    known: Option<Checksum>,
     content_type: Option<String>,
 }
 
-/// Stat → sniff → plan → transfer for one file; never returns without an outcome.
+impl FileTask {
+    /// The metadata every object of a file carries besides the write's token: the source's
+    /// mtime (for `sync`'s mtime mode).
+    fn extra_metadata(&self) -> Vec<(String, String)> {
+        self.modified
+            .and_then(sync::ns_since_epoch)
+            .map(|ns| (sync::MTIME_METADATA.to_owned(), ns.to_string()))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Sync decision → stat → sniff → plan → transfer for one file; never returns without an
+/// outcome. A file whose object is unchanged is skipped before any of its bytes are read (and
+/// so before it is sniffed: what is stored stays as it is).
 pub(crate) async fn upload(
     job: &Arc<Job>,
     index: usize,
     path: PathBuf,
     key: ObjectKey,
 ) -> (u64, FileOutcome) {
+    let known = match sync::decide(job, index, &path, &key).await {
+        Ok(sync::Decision::Skip { size, reason }) => {
+            return (size, FileOutcome::Skipped { reason });
+        }
+        Ok(sync::Decision::Upload { known }) => known,
+        Err(e) => return (0, transfer::outcome(job, Err(e), None)),
+    };
     let reserved = job.budget.acquire_bytes(INLINE_MAX).await;
     let checksum = (!job.config.dry_run).then_some(job.config.checksum);
     let loaded = {
@@ -88,6 +115,8 @@ pub(crate) async fn upload(
         key,
         size,
         modified: loaded.modified,
+        identity: loaded.identity,
+        known,
         content_type: Some(content_type),
     };
     // The sample's reservation covers a small file's bytes while they are held; any other
@@ -161,7 +190,22 @@ async fn single(
     task: &FileTask,
     inline: Option<Inline>,
 ) -> Result<Stored, TransferError> {
+    let stored = single_put(job, task, inline).await?;
+    if let Some(full) = stored.full.as_ref().filter(|_| job.checksums.is_some()) {
+        // Sent and checked unchanged: the next sync need not read it, nor HEAD the object.
+        sync::remember(job, &task.path, task.identity, full).await;
+        sync::remember_object(job, &task.key, stored.etag.as_deref(), full);
+    }
+    Ok(stored)
+}
+
+async fn single_put(
+    job: &Arc<Job>,
+    task: &FileTask,
+    inline: Option<Inline>,
+) -> Result<Stored, TransferError> {
     let (key, ct) = (&task.key, task.content_type.clone());
+    let extra = &task.extra_metadata();
     match inline {
         // Read whole (and checked unchanged while reading) when it was sniffed.
         Some((data, checksum, _reserved)) => {
@@ -171,13 +215,13 @@ async fn single(
                 pooled: false,
             };
             let ready = || std::future::ready(Ok(prepared.clone()));
-            transfer::put_single(job, task.index, key, ct, ready).await
+            transfer::put_single(job, task.index, key, ct, extra, ready).await
         }
         None => {
             let _reserved = reserve(job, task.size).await;
             let (path, size) = (&task.path, task.size);
             let read = || read_range(job, path.clone(), 0, size);
-            let stored = transfer::put_single(job, task.index, key, ct, read).await?;
+            let stored = transfer::put_single(job, task.index, key, ct, extra, read).await?;
             // Read after the sniff: check the file did not change in between.
             ensure_unchanged(task).await?;
             Ok(stored)
@@ -185,15 +229,52 @@ async fn single(
     }
 }
 
+/// A multipart upload. Its metadata is set when it is created, before the parts are read, so
+/// the file's full checksum is computed first (from the cache when it knows this version of
+/// the file: free on re-runs) and, with CRC32C, checked against the parts' at the end.
 async fn multipart(job: &Arc<Job>, task: &FileTask, plan: Plan) -> Result<Stored, TransferError> {
     let ct = task.content_type.clone();
-    let mut session = MultipartSession::create(job, task.index, &task.key, ct).await?;
-    match send_parts(job, &mut session, task, plan).await {
-        Ok(()) => session.complete().await,
+    let alg = job.config.checksum;
+    let full = match &task.known {
+        Some(c) => c.clone(),
+        None => sync::full_checksum(job, &task.path, task.identity, task.size, alg).await?,
+    };
+    let mut extra = task.extra_metadata();
+    extra.push((
+        sync::checksum_metadata(full.algorithm()).to_owned(),
+        full.base64(),
+    ));
+    let mut session = MultipartSession::create(job, task.index, &task.key, ct, &extra).await?;
+    let sent = match send_parts(job, &mut session, task, plan).await {
+        Ok(()) => parts_match(&session, &full),
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(()) => {
+            let stored = session.complete().await?;
+            sync::remember_object(job, &task.key, stored.etag.as_deref(), &full);
+            Ok(stored)
+        }
         Err(e) => {
             session.abort().await;
             Err(e)
         }
+    }
+}
+
+/// With CRC32C, whether the parts sent make up the file that was hashed for the metadata (a
+/// file rewritten in place between the two reads is `source_changed`).
+fn parts_match(session: &MultipartSession, full: &Checksum) -> Result<(), TransferError> {
+    match session.full_crc32c() {
+        Some(c) if full.algorithm() == ChecksumAlgorithm::Crc32c && c != *full => {
+            Err(FileError::new(
+                ErrorCode::SourceChanged,
+                "the source changed between hashing it and sending its parts",
+                true,
+            )
+            .into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -347,6 +428,7 @@ async fn ensure_unchanged(task: &FileTask) -> Result<(), TransferError> {
 struct Loaded {
     size: u64,
     modified: Option<SystemTime>,
+    identity: Option<FileIdentity>,
     content: Content,
 }
 
@@ -401,6 +483,7 @@ fn load(path: &Path, checksum: Option<ChecksumAlgorithm>) -> Result<Loaded, File
     Ok(Loaded {
         size,
         modified,
+        identity: FileIdentity::of(&meta),
         content,
     })
 }

@@ -30,7 +30,8 @@ use crate::plan::{Plan, StreamPlan};
 use crate::report::{ErrorCode, FileError, FileOutcome};
 use crate::sniff::{self, SNIFF_WINDOW, TAIL_WINDOW};
 use crate::store::{Body, PartNumber};
-use crate::transfer::{self, MultipartSession, Prepared, Stored};
+use crate::sync;
+use crate::transfer::{self, MultipartSession, Prepared};
 
 /// Bytes reserved before a stream's first read; most files of a batch are smaller.
 const FIRST_RESERVATION: u64 = 1024 * 1024;
@@ -310,7 +311,8 @@ impl Cutter {
         let held_bytes: u64 = self.held.iter().map(|c| c.len).sum();
         if held_bytes >= self.plan.threshold {
             let ct = self.sniff.content_type.clone();
-            let session = MultipartSession::create(&self.job, self.index, &self.key, ct).await?;
+            let session =
+                MultipartSession::create(&self.job, self.index, &self.key, ct, &[]).await?;
             self.session = Some(session);
             for mut chunk in std::mem::take(&mut self.held) {
                 if chunk.permit.is_none() {
@@ -369,26 +371,62 @@ impl Cutter {
                     Refusal::Fail(e) => transfer::outcome(&self.job, Err(e), ct),
                 }
             }
-            (None, Some(session)) => transfer::outcome(&self.job, session.complete().await, ct),
-            (None, None) => {
-                let result = self.put_held(ct.clone()).await;
-                transfer::outcome(&self.job, result, ct)
+            (None, Some(mut session)) => {
+                // With a skip mode the parts are sent before the body's checksum is known: an
+                // unchanged body's upload is aborted, leaving the object as it was.
+                let sums = match session.finish_parts().await {
+                    Ok(()) => session.full_crc32c().into_iter().collect(),
+                    Err(e) => {
+                        session.abort().await;
+                        return transfer::outcome(&self.job, Err(e), ct);
+                    }
+                };
+                match self.unchanged(sums).await {
+                    Ok(None) => transfer::outcome(&self.job, session.complete().await, ct),
+                    Ok(Some(reason)) => {
+                        session.abort().await;
+                        FileOutcome::Skipped { reason }
+                    }
+                    Err(e) => {
+                        session.abort().await;
+                        transfer::outcome(&self.job, Err(e), ct)
+                    }
+                }
             }
+            (None, None) => self.put_held(ct).await,
         }
     }
 
-    /// A body shorter than the threshold: one PUT of everything held.
-    async fn put_held(&mut self, ct: Option<String>) -> Result<Stored, TransferError> {
+    /// With a skip mode, why the object at the key is left as it is (`None`: upload).
+    async fn unchanged(&self, sums: Vec<Checksum>) -> Result<Option<String>, TransferError> {
+        let Some(mode) = self.job.sync.as_ref().and_then(|s| s.mode()) else {
+            return Ok(None);
+        };
+        let d = sync::decide_body(&self.job, self.index, &self.key, mode, self.total, sums);
+        Ok(match d.await? {
+            sync::Decision::Skip { reason, .. } => Some(reason),
+            sync::Decision::Upload { .. } => None,
+        })
+    }
+
+    /// A body shorter than the threshold: one PUT of everything held (unless it is unchanged).
+    async fn put_held(&mut self, ct: Option<String>) -> FileOutcome {
         let mut chunks = std::mem::take(&mut self.held);
         chunks.extend(self.current.take());
         let (body, checksum, _permits) = join_chunks(self.job.config.checksum, chunks).await;
+        match self.unchanged(vec![checksum.clone()]).await {
+            Ok(None) => {}
+            Ok(Some(reason)) => return FileOutcome::Skipped { reason },
+            Err(e) => return transfer::outcome(&self.job, Err(e), ct),
+        }
         let prepared = Prepared {
             body,
             checksum,
             pooled: false,
         };
         let ready = || std::future::ready(Ok(prepared.clone()));
-        transfer::put_single(&self.job, self.index, &self.key, ct, ready).await
+        let result = transfer::put_single(&self.job, self.index, &self.key, ct.clone(), &[], ready);
+        transfer::outcome(&self.job, result.await, ct)
     }
 }
 

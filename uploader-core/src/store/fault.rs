@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
-    StoreError, UploadId,
+    Body, ListPage, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions,
+    PutResult, StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;
@@ -236,5 +236,21 @@ impl ObjectStore for FaultyStore {
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         self.inner.list_multipart_uploads(prefix).await
+    }
+
+    async fn list_objects_page(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        self.inner.list_objects_page(prefix, after).await
+    }
+
+    fn location(&self) -> Option<String> {
+        self.inner.location()
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete_object(key).await
     }
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
-    ServiceErrorKind as Kind, StoreError, UploadId,
+    Body, ListPage, ListedObject, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
+    PutOptions, PutResult, ServiceErrorKind as Kind, StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;
@@ -22,7 +22,11 @@ struct Object {
     etag: String,
     content_type: Option<String>,
     metadata: Vec<(String, String)>,
+    modified: SystemTime,
 }
+
+/// Objects per listing page, as S3's default.
+const PAGE: usize = 1000;
 
 #[derive(Debug)]
 struct Upload {
@@ -111,6 +115,7 @@ impl ObjectStore for MemoryStore {
                 etag: etag.clone(),
                 content_type: opts.content_type.clone(),
                 metadata: opts.metadata.clone(),
+                modified: SystemTime::now(),
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -198,6 +203,7 @@ impl ObjectStore for MemoryStore {
                 etag: etag.clone(),
                 content_type: upload.opts.content_type,
                 metadata: upload.opts.metadata,
+                modified: SystemTime::now(),
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -226,6 +232,7 @@ impl ObjectStore for MemoryStore {
             content_type: o.content_type.clone(),
             metadata: o.metadata.clone(),
             checksum: None,
+            last_modified: Some(o.modified),
         }))
     }
 
@@ -253,5 +260,76 @@ impl ObjectStore for MemoryStore {
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
+    }
+
+    async fn list_objects_page(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        let objects = self.objects.lock().unwrap();
+        let mut keys: Vec<&String> = objects
+            .keys()
+            .filter(|k| k.starts_with(prefix) && after.as_ref().is_none_or(|a| *k > a))
+            .collect();
+        keys.sort();
+        let more = keys.len() > PAGE;
+        keys.truncate(PAGE);
+        let page: Vec<ListedObject> = keys
+            .into_iter()
+            .map(|k| {
+                let o = &objects[k];
+                ListedObject {
+                    key: k.clone(),
+                    size: o.data.len() as u64,
+                    etag: Some(o.etag.clone()),
+                    last_modified: Some(o.modified),
+                    ..ListedObject::default()
+                }
+            })
+            .collect();
+        let next = more.then(|| page.last().map(|o| o.key.clone())).flatten();
+        Ok(ListPage {
+            objects: page,
+            next,
+        })
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyPrefix;
+
+    #[tokio::test]
+    async fn listing_pages_by_a_thousand_and_stays_under_the_prefix() {
+        let s = MemoryStore::new();
+        let p = KeyPrefix::new("p").unwrap();
+        for i in 0..1001 {
+            let k = ObjectKey::derive(&p, &format!("{i:04}")).unwrap();
+            s.put(
+                &k,
+                Body::Bytes(Bytes::from_static(b"x")),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let other = ObjectKey::derive(&KeyPrefix::new("pq").unwrap(), "a").unwrap();
+        s.put(&other, Body::Bytes(Bytes::new()), &PutOptions::default())
+            .await
+            .unwrap();
+        let first = s.list_objects_page("p/", None).await.unwrap();
+        assert_eq!(first.objects.len(), 1000);
+        let second = s.list_objects_page("p/", first.next).await.unwrap();
+        assert_eq!(second.objects.len(), 1);
+        assert_eq!(second.objects[0].key, "p/1000");
+        assert_eq!(second.next, None);
+        assert_eq!(crate::store::list_all(&s, "p/").await.unwrap().len(), 1001);
     }
 }

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
-    StoreError, UploadId,
+    Body, ListPage, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions,
+    PutResult, StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;
@@ -133,5 +133,22 @@ impl ObjectStore for Metered {
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         self.run(None, self.inner.list_multipart_uploads(prefix))
             .await
+    }
+
+    async fn list_objects_page(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        self.run(None, self.inner.list_objects_page(prefix, after))
+            .await
+    }
+
+    fn location(&self) -> Option<String> {
+        self.inner.location()
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        self.run(Some(0), self.inner.delete_object(key)).await
     }
 }

@@ -31,8 +31,8 @@ use aws_smithy_types::byte_stream::Length;
 use bytes::Bytes;
 
 use super::{
-    Body, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions, PutResult,
-    ServiceErrorKind, StoreError, UploadId,
+    Body, ListPage, ListedObject, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
+    PutOptions, PutResult, ServiceErrorKind, StoreError, UploadId,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::env;
@@ -164,6 +164,8 @@ pub struct S3Store {
     explicit_credentials: bool,
     /// The read timeout, also applied by hand to paced bodies (see [`Activity`]).
     read_timeout: Duration,
+    /// The endpoint (or AWS and the region) and the bucket.
+    location: String,
 }
 
 impl S3Store {
@@ -222,7 +224,12 @@ impl S3Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
+        let place = match &endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("aws:{}", shared.region().map_or("", |r| r.as_ref())),
+        };
         Ok(S3Store {
+            location: format!("{place}/{}", cfg.bucket),
             client: Client::from_conf(s3),
             bucket: cfg.bucket.clone(),
             credentials: shared.credentials_provider(),
@@ -748,6 +755,7 @@ impl ObjectStore for S3Store {
                 content_type: out.content_type,
                 metadata: out.metadata.unwrap_or_default().into_iter().collect(),
                 checksum: out.checksum_crc32_c,
+                last_modified: out.last_modified.and_then(|t| SystemTime::try_from(t).ok()),
             })),
             Err(e) => match convert("HeadObject", e) {
                 e if e.status() == Some(404) => Ok(None),
@@ -818,6 +826,63 @@ impl ObjectStore for S3Store {
             }
         }
         Ok(out)
+    }
+
+    async fn list_objects_page(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        const OP: &str = "ListObjectsV2";
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_continuation_token(after)
+            .send()
+            .await
+            .map_err(|e| convert(OP, e))?;
+        let objects = page
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key?,
+                    size: o.size.unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag,
+                    last_modified: o.last_modified.and_then(|t| SystemTime::try_from(t).ok()),
+                    checksum_algorithms: o
+                        .checksum_algorithm
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|a| a.as_str().to_owned())
+                        .collect(),
+                    checksum_type: o.checksum_type.map(|t| t.as_str().to_owned()),
+                })
+            })
+            .collect();
+        let next = match page.is_truncated {
+            Some(true) => page.next_continuation_token,
+            _ => None,
+        };
+        Ok(ListPage { objects, next })
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.location.clone())
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| convert("DeleteObject", e))?;
+        Ok(())
     }
 }
 

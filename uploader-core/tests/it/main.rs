@@ -7,4 +7,5 @@ mod memory;
 mod pipeline;
 mod sniffing;
 mod stream;
+mod sync;
 mod validate;
