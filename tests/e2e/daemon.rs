@@ -62,7 +62,7 @@ async fn sigterm_mid_upload_aborts_answers_and_exits() {
     assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
     let body = resp.split("\r\n\r\n").nth(1).unwrap();
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(json["type"], "https://uploader.dev/problems/shutting_down");
+    assert_eq!(json["type"], "/problems/shutting_down");
     assert_eq!(json["results"][0]["status"], "failed");
     assert_eq!(json["results"][0]["error"]["code"], "cancelled");
 

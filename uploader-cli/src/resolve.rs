@@ -13,6 +13,7 @@ use uploader_core::{
     KeyPrefix, MimePolicy, RateLimits, RetryPolicy, Source, Timetable, UploadConfig, WalkOptions,
 };
 use uploader_server::ServerConfig;
+use uploader_server::config::CorsOrigin;
 
 use crate::args::{CleanupArgs, ConnectionArgs, ServeArgs, TuningArgs, UploadArgs};
 
@@ -320,6 +321,14 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             .map(String::from)
             .collect();
         let tuning = Tuning::try_from(&a.tuning)?;
+        let cors_origins = a
+            .cors_origin
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(CorsOrigin::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .context("--cors-origin")?;
         let config = ServerConfig {
             listen: a.listen,
             bucket: a.bucket.clone(),
@@ -340,6 +349,8 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             detect_checksum: tuning.detect_checksum,
             rates: tuning.rates.constant()?,
             admin_tokens,
+            cors_origins,
+            ui: a.ui,
             connect: ConnectOptions::from(&a.connection),
         };
         config.validate()?;

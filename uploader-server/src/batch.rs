@@ -104,11 +104,9 @@ impl Finished {
         )
     }
 
-    /// 201 all stored, 207 some, 422 none and all refused by validation, else 502; and the
-    /// response body.
-    pub(crate) fn response(&self, request_id: &str) -> (StatusCode, Value) {
-        let (ok, bytes) = self
-            .entries
+    /// Files stored and their bytes.
+    pub(crate) fn stored(&self) -> (usize, u64) {
+        self.entries
             .iter()
             .fold((0usize, 0u64), |(n, b), e| match &e.state {
                 EntryState::Finished(StreamResult {
@@ -117,7 +115,13 @@ impl Finished {
                     ..
                 }) => (n + 1, b + size),
                 _ => (n, b),
-            });
+            })
+    }
+
+    /// 201 all stored, 207 some, 422 none and all refused by validation, else 502; and the
+    /// response body.
+    pub(crate) fn response(&self, request_id: &str) -> (StatusCode, Value) {
+        let (ok, bytes) = self.stored();
         let total = self.entries.len();
         let all_validation = self.entries.iter().all(|e| match &e.state {
             EntryState::Refused(err) => err.code.is_validation(),
