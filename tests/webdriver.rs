@@ -185,23 +185,19 @@ impl Browser {
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page; its return value.
     pub async fn execute(&self, script: &str, args: Value) -> Value {
-        self.session_call(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": script, "args": args})),
-        )
-        .await
+        self.run_script("sync", script, args).await
     }
 
     /// Runs `script` in the page, which calls `arguments[arguments.length - 1]` with its result
     /// (within the session's script timeout); that result.
     pub async fn execute_async(&self, script: &str, args: Value) -> Value {
-        self.session_call(
-            "POST",
-            "/execute/async",
-            Some(json!({"script": script, "args": args})),
-        )
-        .await
+        self.run_script("async", script, args).await
+    }
+
+    async fn run_script(&self, mode: &str, script: &str, args: Value) -> Value {
+        let body = json!({"script": script, "args": args});
+        let path = format!("/execute/{mode}");
+        self.session_call("POST", &path, Some(body)).await
     }
 
     /// Polls `script` (returning a value) until `done` holds for it, up to `within`; the last

@@ -20,6 +20,15 @@ fn preflight(origin: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// A GET of `path` with `headers`.
+fn get(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::get(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Body::empty()).unwrap()
+}
+
 fn cors_headers(resp: &axum::http::Response<Body>) -> Vec<String> {
     resp.headers()
         .keys()
@@ -106,9 +115,7 @@ async fn without_listed_origins_there_are_no_cors_headers_at_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upload_page_is_served_with_ui_only_and_under_a_strict_policy() {
     let off = Daemon::start(Options::default()).await;
-    let (resp, json) = off
-        .send(Request::get("/").body(Body::empty()).unwrap())
-        .await;
+    let (resp, json) = off.send(get("/", &[])).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(json["type"], "/problems/not_found");
 
@@ -117,9 +124,7 @@ async fn the_upload_page_is_served_with_ui_only_and_under_a_strict_policy() {
         ..Options::default()
     })
     .await;
-    let (resp, body) = on
-        .send_raw(Request::get("/").body(Body::empty()).unwrap())
-        .await;
+    let (resp, body) = on.send_raw(get("/", &[])).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let h = resp.headers();
     assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -140,9 +145,7 @@ async fn the_upload_page_is_served_with_ui_only_and_under_a_strict_policy() {
     let page = String::from_utf8(body).unwrap();
     assert!(page.contains("id=\"files\"") && page.contains("/v1/uploads"));
     // The API's own answers carry a policy that loads nothing.
-    let (resp, _) = on
-        .send(Request::get("/healthz").body(Body::empty()).unwrap())
-        .await;
+    let (resp, _) = on.send(get("/healthz", &[])).await;
     assert_eq!(
         resp.headers()["content-security-policy"],
         "default-src 'none'; frame-ancestors 'none'"
@@ -166,9 +169,7 @@ async fn every_problem_type_resolves_to_a_page_of_the_daemon() {
     let ty = json["type"].as_str().unwrap().to_owned();
     assert_eq!(ty, "/problems/unauthorized");
     // ... which explains it, without authentication.
-    let (resp, body) = d
-        .send_raw(Request::get(&ty).body(Body::empty()).unwrap())
-        .await;
+    let (resp, body) = d.send_raw(get(&ty, &[])).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
         resp.headers()["content-type"]
@@ -180,9 +181,7 @@ async fn every_problem_type_resolves_to_a_page_of_the_daemon() {
     assert!(text.starts_with("unauthorized: HTTP 401"), "{text}");
     assert!(text.contains("Authorization: Bearer"), "{text}");
     // Every code of the OpenAPI document has its page.
-    let (_, doc) = d
-        .send(Request::get("/openapi.json").body(Body::empty()).unwrap())
-        .await;
+    let (_, doc) = d.send(get("/openapi.json", &[])).await;
     let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
         .as_array()
         .unwrap()
@@ -190,22 +189,10 @@ async fn every_problem_type_resolves_to_a_page_of_the_daemon() {
     assert!(codes.len() >= 16, "{codes:?}");
     for code in codes {
         let code = code.as_str().unwrap();
-        let (resp, _) = d
-            .send_raw(
-                Request::get(format!("/problems/{code}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let (resp, _) = d.send_raw(get(&format!("/problems/{code}"), &[])).await;
         assert_eq!(resp.status(), StatusCode::OK, "{code}");
     }
-    let (resp, json) = d
-        .send(
-            Request::get("/problems/no_such_code")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (resp, json) = d.send(get("/problems/no_such_code", &[])).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(json["code"], "not_found");
 }
@@ -223,12 +210,10 @@ async fn a_plain_client_request_id_is_kept_and_anything_else_replaced() {
     assert_eq!(resp.headers()["x-request-id"], "lb-7f3a.42");
     assert_eq!(json["request_id"], "lb-7f3a.42");
     let (resp, _) = d
-        .send(
-            Request::get("/healthz")
-                .header("x-request-id", "{\"injected\": true} and spaces")
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(get(
+            "/healthz",
+            &[("x-request-id", "{\"injected\": true} and spaces")],
+        ))
         .await;
     let id = resp.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(id.len(), 16, "{id}");
