@@ -84,12 +84,13 @@ pub struct OutputArgs {
     pub log_format: LogFormat,
 }
 
-/// Format of the log lines (`--log-format`).
+/// Format of the log lines (`--log-format`). The variants carry no doc comments: clap would
+/// turn them into a paragraph per value and switch every command's `--help` to the long layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// `tracing`'s human-readable lines.
+    // `tracing`'s human-readable lines.
     Text,
-    /// One JSON object per line.
+    // One JSON object per line.
     Json,
 }
 

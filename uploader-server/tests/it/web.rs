@@ -60,6 +60,29 @@ async fn a_preflight_from_a_listed_origin_is_answered_and_others_get_no_allow_or
     assert_eq!(h["access-control-max-age"], "600");
     assert!(h["vary"].to_str().unwrap().contains("origin"));
 
+    // A method or a header that is not allowed (BAD_INPUTS 35): the answer does not list
+    // it, so the browser refuses to send the request.
+    let odd = Request::options("/v1/uploads")
+        .header("origin", ALLOWED)
+        .header("access-control-request-method", "DELETE")
+        .header("access-control-request-headers", "x-evil")
+        .body(Body::empty())
+        .unwrap();
+    let (resp, _) = d.send(odd).await;
+    let h = resp.headers();
+    assert!(
+        !h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("DELETE")
+    );
+    assert!(
+        !h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-evil")
+    );
+
     // Another origin, a look-alike, the `null` origin: no Access-Control-Allow-Origin, so
     // the browser refuses to send the request.
     for other in [
