@@ -51,12 +51,12 @@ pub fn app(state: AppState) -> Router {
     if state.ui {
         router = router.route("/", get(crate::ui::page));
     }
-    let header = |name: HeaderName, value: &'static str| (name, HeaderValue::from_static(value));
+    let pair = |name: HeaderName, value: &'static str| (name, HeaderValue::from_static(value));
     let (nosniff, no_store, csp, referrer) = (
-        header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        header(header::CACHE_CONTROL, "no-store"),
-        header(header::CONTENT_SECURITY_POLICY, API_CSP),
-        header(header::REFERRER_POLICY, "no-referrer"),
+        pair(header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        pair(header::CACHE_CONTROL, "no-store"),
+        pair(header::CONTENT_SECURITY_POLICY, API_CSP),
+        pair(header::REFERRER_POLICY, "no-referrer"),
     );
     // Outermost first: the request id is settled before anything logs, the access log sees
     // every answer (preflights and refusals included), CORS labels even the security headers'
