@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod haproxy;
 pub mod proxy;
 pub mod servers;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

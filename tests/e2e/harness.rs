@@ -183,13 +183,38 @@ impl Daemon {
 
     /// POSTs the files with curl; returns the status and the JSON body.
     pub async fn post(&self, files: &[&Path], prefix: &str) -> (u16, serde_json::Value) {
-        self.post_query(files, &format!("prefix={prefix}")).await
+        self.request(files, &format!("prefix={prefix}"), &[]).await
     }
 
     /// POSTs the files with curl to `/v1/uploads?<query>`; returns the status and the JSON body.
     pub async fn post_query(&self, files: &[&Path], query: &str) -> (u16, serde_json::Value) {
+        self.request(files, query, &[]).await
+    }
+
+    /// POSTs the files with curl and extra request headers (`Name: value`); returns the
+    /// status and the JSON body.
+    pub async fn post_with(
+        &self,
+        files: &[&Path],
+        prefix: &str,
+        headers: &[&str],
+    ) -> (u16, serde_json::Value) {
+        self.request(files, &format!("prefix={prefix}"), headers)
+            .await
+    }
+
+    /// POSTs the files with curl to `/v1/uploads?<query>` with extra request headers.
+    async fn request(
+        &self,
+        files: &[&Path],
+        query: &str,
+        headers: &[&str],
+    ) -> (u16, serde_json::Value) {
         let mut c = Command::new("curl");
         c.args(["-s", "-w", "\n%{http_code}"]);
+        for h in headers {
+            c.arg("-H").arg(h);
+        }
         for f in files {
             c.arg("-F").arg(format!("file=@{}", f.display()));
         }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `uploader` binary against real S3-compatible servers.
 
+mod browser;
 mod cli;
 mod daemon;
 mod faults;

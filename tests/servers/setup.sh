@@ -2,12 +2,16 @@
 # Installs the third-party S3 servers (rclone serve s3, moto_server), boto3 and the Kubernetes
 # manifest validator (kubernetes-validate, for deploy/validate.sh) into the project-local venv
 # .venv/ (idempotent; pinned in requirements.txt), and the system tools the tests drive (curl,
-# HAProxy). Called by scripts/test.sh.
+# HAProxy, Chromium and its WebDriver). Called by scripts/test.sh.
 set -euo pipefail
 # curl drives the daemon from the interop tests.
 command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 # HAProxy balances two daemon replicas in tests/e2e/replicas.rs.
 command -v haproxy >/dev/null || { apt-get update -q && apt-get install -y -q haproxy; }
+# Headless Chromium, driven through chromedriver (W3C WebDriver), runs the upload page and the
+# cross-origin requests of tests/e2e/browser.rs.
+{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } \
+  || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv"
 req="$root/tests/servers/requirements.txt"

@@ -89,6 +89,28 @@ pub struct OutputArgs {
     /// More logging on stderr (-v info, -vv debug). UPLOADER_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     pub verbose: u8,
+    /// Format of the log lines on stderr (the daemon's access log among them): text, or json
+    /// (one object per line).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        env = env::UPLOADER_LOG_FORMAT,
+        default_value_t = LogFormat::Text,
+        global = true,
+        help_heading = "Output"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Format of the log lines (`--log-format`). The variants carry no doc comments: clap would
+/// turn them into a paragraph per value and switch every command's `--help` to the long layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    // `tracing`'s human-readable lines.
+    Text,
+    // One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -427,6 +449,20 @@ pub struct ServeArgs {
     /// Serve without authentication (required to run without tokens on a non-loopback address).
     #[arg(long, env = env::UPLOADER_NO_AUTH, help_heading = "Authentication")]
     pub no_auth: bool,
+
+    /// Allow web pages of ORIGIN (scheme://host[:port]) to call the API from a browser (CORS);
+    /// repeatable or comma-separated. Default: none, no CORS headers at all. `*` is refused.
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        env = env::UPLOADER_CORS_ORIGINS,
+        value_delimiter = ',',
+        help_heading = "Browser"
+    )]
+    pub cors_origin: Vec<String>,
+    /// Serve a self-contained upload page at GET / (default: GET / is 404).
+    #[arg(long, env = env::UPLOADER_UI, help_heading = "Browser")]
+    pub ui: bool,
 
     /// Largest accepted file.
     #[arg(

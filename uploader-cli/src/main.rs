@@ -40,7 +40,7 @@ fn usage(e: impl Into<anyhow::Error>) -> Fatal {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.output.verbose);
+    init_tracing(cli.output.verbose, cli.output.log_format);
     let out = Output::new(&cli.output);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,12 +70,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: args::LogFormat) {
     use tracing_subscriber::EnvFilter;
     // The SDK warns about every provider it tries (instance metadata off EC2, ...); those
-    // reach the user through our own errors, so they are shown only with -vv.
+    // reach the user through our own errors, so they are shown only with -vv. The daemon's
+    // access log (one line per request) is on at every level.
     let default = match verbose {
-        0 => "error,uploader=warn,uploader_core=warn,uploader_server=warn",
+        0 => {
+            "error,uploader=warn,uploader_core=warn,uploader_server=warn,uploader_server::access=info"
+        }
         1 => "warn,uploader=info,uploader_core=info,uploader_server=info,aws_config=error",
         _ => "debug",
     };
@@ -83,11 +86,22 @@ fn init_tracing(verbose: u8) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os(uploader_core::env::NO_COLOR).is_none())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        args::LogFormat::Text => fmt
+            .with_ansi(std::env::var_os(uploader_core::env::NO_COLOR).is_none())
+            .init(),
+        // One object per line: the event's fields at the top level, the fields of the span it
+        // is in (the request's, for the daemon) under "span".
+        args::LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Opens the store for `bucket` (starting the embedded endpoint when asked).

@@ -15,6 +15,7 @@ use uploader_core::{
     UploadConfig, WalkOptions,
 };
 use uploader_server::ServerConfig;
+use uploader_server::config::CorsOrigin;
 
 use crate::args::{CleanupArgs, ConnectionArgs, ServeArgs, SyncArgs, TuningArgs, UploadArgs};
 
@@ -371,6 +372,14 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             .map(String::from)
             .collect();
         let tuning = Tuning::try_from(&a.tuning)?;
+        let cors_origins = a
+            .cors_origin
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(CorsOrigin::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .context("--cors-origin")?;
         let config = ServerConfig {
             listen: a.listen,
             bucket: a.bucket.clone(),
@@ -391,6 +400,8 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             detect_checksum: tuning.detect_checksum,
             rates: tuning.rates.constant()?,
             admin_tokens,
+            cors_origins,
+            ui: a.ui,
             connect: ConnectOptions::from(&a.connection),
         };
         config.validate()?;

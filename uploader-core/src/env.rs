@@ -33,6 +33,8 @@ pub const HOME: &str = "HOME";
 
 /// Log filter of the binaries (`tracing_subscriber` syntax), e.g. `uploader_core=debug`.
 pub const UPLOADER_LOG: &str = "UPLOADER_LOG";
+/// Format of the log lines on stderr: `text` or `json` (`--log-format`).
+pub const UPLOADER_LOG_FORMAT: &str = "UPLOADER_LOG_FORMAT";
 
 // S3 connection (every command).
 
@@ -98,6 +100,10 @@ pub const UPLOADER_TOKENS: &str = "UPLOADER_TOKENS";
 pub const UPLOADER_ADMIN_TOKENS: &str = "UPLOADER_ADMIN_TOKENS";
 /// Serve without authentication (`--no-auth`).
 pub const UPLOADER_NO_AUTH: &str = "UPLOADER_NO_AUTH";
+/// Origins allowed to call the API from a browser, comma-separated (`--cors-origin`).
+pub const UPLOADER_CORS_ORIGINS: &str = "UPLOADER_CORS_ORIGINS";
+/// Serve the upload page at `GET /` (`--ui`; `true`/`false`).
+pub const UPLOADER_UI: &str = "UPLOADER_UI";
 /// Largest accepted file (`--max-file-size`).
 pub const UPLOADER_MAX_FILE_SIZE: &str = "UPLOADER_MAX_FILE_SIZE";
 /// Largest accepted request body (`--max-request-size`).

@@ -1,23 +1,33 @@
-//! The router and the cross-cutting middleware: request ids, security headers, HTTP metrics,
-//! authentication and load shedding; and the small handlers (health, readiness, metrics,
-//! OpenAPI). The shared state is [`crate::state`]; uploads are [`crate::upload`].
+//! The router and the cross-cutting layers: request ids, the access log, CORS and security
+//! headers are tower-http layers; HTTP metrics, authentication and load shedding are the
+//! middleware of this module; and the small handlers (health, readiness, metrics, OpenAPI).
+//! The shared state is [`crate::state`]; uploads are [`crate::upload`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::{SetRequestHeaderLayer, SetResponseHeaderLayer};
+use tower_http::trace::TraceLayer;
 
+use crate::access::{self, REQUEST_ID};
 use crate::problem::{ApiError, ProblemKind};
-use crate::state::{AppState, RequestId, Slot};
+use crate::state::{AppState, Slot};
 
 /// How long a readiness verdict is reused.
 const READY_CACHE: Duration = Duration::from_secs(5);
+
+/// The policy of every response that sets none (the JSON API loads nothing; the upload page
+/// sets its own).
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// The application.
 pub fn app(state: AppState) -> Router {
@@ -30,57 +40,85 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::admin::guard,
         ));
-    Router::new()
+    let mut router = Router::new()
         .merge(uploads)
         .merge(admin)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/problems/{code}", get(crate::problem::explain));
+    if state.ui {
+        router = router.route("/", get(crate::ui::page));
+    }
+    let pair = |name: HeaderName, value: &'static str| (name, HeaderValue::from_static(value));
+    let (nosniff, no_store, csp, referrer) = (
+        pair(header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        pair(header::CACHE_CONTROL, "no-store"),
+        pair(header::CONTENT_SECURITY_POLICY, API_CSP),
+        pair(header::REFERRER_POLICY, "no-referrer"),
+    );
+    // Outermost first: the request id is settled before anything logs, the access log sees
+    // every answer (preflights and refusals included), CORS labels even the security headers'
+    // responses.
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestHeaderLayer::overriding(
+            REQUEST_ID,
+            access::request_id,
+        ))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, access::RandomId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(access::make_span)
+                .on_request(())
+                .on_response(access::on_response)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(middleware::from_fn(http_metrics))
+        .layer(SetResponseHeaderLayer::overriding(nosniff.0, nosniff.1))
+        .layer(SetResponseHeaderLayer::overriding(no_store.0, no_store.1))
+        .layer(SetResponseHeaderLayer::if_not_present(csp.0, csp.1))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            referrer.0, referrer.1,
+        ))
+        .option_layer(crate::cors::layer(&state.cors_origins));
+    router
         .fallback(|| async { ApiError::new(ProblemKind::NotFound, "no such route") })
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(common))
+        .layer(layers)
         .with_state(state)
 }
 
-fn new_request_id() -> String {
-    use rand::Rng as _;
-    format!("{:016x}", rand::rng().random::<u64>())
-}
-
-/// Request id, security headers, HTTP metrics and a log line for every request. The
-/// `Authorization` header is never logged.
-async fn common(mut req: Request, next: Next) -> Response {
-    let id = new_request_id();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let route: &'static str = match req.uri().path() {
+/// The route label of the HTTP metrics: a fixed set, so a client cannot mint label values.
+fn route_label(path: &str) -> &'static str {
+    match path {
         "/v1/uploads" => "/v1/uploads",
         "/v1/limits" => "/v1/limits",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
+        "/" => "/",
+        p if p.starts_with("/problems/") => "/problems/{code}",
         _ => "other",
-    };
-    let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %id, %method, route);
-    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
-    let h = resp.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        h.insert("x-request-id", v);
     }
+}
+
+/// `http_requests_total` and `http_request_duration_seconds`. By hand: tower-http has no
+/// metrics layer, and TraceLayer's `on_response` does not see the request's method and path
+/// (axum's own Prometheus example is the same small middleware).
+async fn http_metrics(req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = route_label(req.uri().path());
+    let started = Instant::now();
+    let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    let elapsed = started.elapsed();
-    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route, "status" => status.clone()).increment(1);
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route)
-        .record(elapsed.as_secs_f64());
-    tracing::info!(parent: &span, status, elapsed_ms = elapsed.as_millis() as u64, "request served");
+        .record(started.elapsed().as_secs_f64());
     resp
 }
 

@@ -105,11 +105,9 @@ impl Finished {
         )
     }
 
-    /// 201 all stored, 207 some, 422 none and all refused by validation, else 502; and the
-    /// response body.
-    pub(crate) fn response(&self, request_id: &str) -> (StatusCode, Value) {
-        let (ok, bytes) = self
-            .entries
+    /// Files stored and their bytes.
+    pub(crate) fn stored(&self) -> (usize, u64) {
+        self.entries
             .iter()
             .fold((0usize, 0u64), |(n, b), e| match &e.state {
                 EntryState::Finished(StreamResult {
@@ -122,7 +120,13 @@ impl Finished {
                     ..
                 }) if is_unchanged(reason) => (n + 1, b),
                 _ => (n, b),
-            });
+            })
+    }
+
+    /// 201 all stored (unchanged files skipped on request count as stored), 207 some, 422 none
+    /// and all refused by validation, else 502; and the response body.
+    pub(crate) fn response(&self, request_id: &str) -> (StatusCode, Value) {
+        let (ok, bytes) = self.stored();
         let skipped = self
             .entries
             .iter()

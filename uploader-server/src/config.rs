@@ -10,6 +10,8 @@ use std::time::Duration;
 use uploader_core::connect::ConnectOptions;
 use uploader_core::{ConfigError, KeyPrefix, RateLimits, UploadConfig};
 
+pub use crate::cors::{CorsOrigin, CorsOriginError};
+
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
@@ -90,6 +92,10 @@ pub struct ServerConfig {
     pub rates: RateLimits,
     /// Tokens of the admin API, `PUT /v1/limits` (default: none, the admin API is off).
     pub admin_tokens: Vec<String>,
+    /// Origins whose pages may call the API (default: none, no CORS headers at all).
+    pub cors_origins: Vec<CorsOrigin>,
+    /// Serve the upload page at `GET /` (default: no, `GET /` is 404).
+    pub ui: bool,
     /// How uploads are made; `max_buffer_bytes` defaults to [`DEFAULT_MAX_BUFFER_BYTES`] here.
     pub upload: UploadConfig,
     /// Probe the endpoint for the checksum it verifies at start-up (default: yes).
@@ -112,6 +118,8 @@ impl ServerConfig {
             limits: Limits::default(),
             rates: RateLimits::unlimited(),
             admin_tokens: Vec::new(),
+            cors_origins: Vec::new(),
+            ui: false,
             upload: UploadConfig {
                 max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
                 ..UploadConfig::default()

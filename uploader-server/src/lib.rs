@@ -3,18 +3,21 @@
 //! It takes its settings as a plain [`ServerConfig`]; the command line that fills it belongs to
 //! the `uploader` binary.
 
+pub mod access;
 mod admin;
 pub mod app;
 pub mod auth;
 mod batch;
 mod body;
 pub mod config;
+pub mod cors;
 mod form;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod serve;
 pub mod state;
+pub mod ui;
 pub mod upload;
 
 pub use app::app;

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use crate::problem::ProblemKind;
+
 /// Error codes a per-file result may carry (closed set).
 pub const ERROR_CODES: &[&str] = &[
     "invalid_key",
@@ -22,6 +24,7 @@ pub const ERROR_CODES: &[&str] = &[
 
 pub fn document() -> Value {
     let batch = json!({"$ref": "#/components/schemas/Batch"});
+    let problem_codes: Vec<&str> = ProblemKind::ALL.iter().map(|k| k.as_str()).collect();
     let problem = |d: &str| json!({"description": d, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
     json!({
         "openapi": "3.1.0",
@@ -68,7 +71,15 @@ pub fn document() -> Value {
             },
             "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "bucket reachable with valid credentials", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/": {"get": {"summary": "the upload page (with --ui; 404 without)",
+                "responses": {"200": {"description": "a self-contained HTML page", "content": {"text/html": {}}},
+                    "404": problem("the daemon runs without --ui")}}},
+            "/problems/{code}": {"get": {"summary": "what a problem `type` means (the type of every problem document is /problems/{code})",
+                "parameters": [{"name": "code", "in": "path", "required": true, "schema": {"enum": problem_codes}}],
+                "responses": {"200": {"description": "the explanation", "content": {"text/plain": {}}},
+                    "404": problem("not a problem code")}}}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -98,8 +109,11 @@ pub fn document() -> Value {
                     "status": {"const": "failed"},
                     "error": {"type": "object", "properties": {
                         "code": {"enum": ERROR_CODES}, "message": {"type": "string"}, "retryable": {"type": "boolean"}}}}},
-                "Problem": {"type": "object", "properties": {
-                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "Problem": {"type": "object", "required": ["type", "code", "title", "status", "detail"], "properties": {
+                    "type": {"type": "string", "format": "uri-reference",
+                        "description": "/problems/{code}, relative to the daemon, which serves it"},
+                    "code": {"enum": problem_codes, "description": "stable name of the problem"},
+                    "title": {"type": "string"}, "status": {"type": "integer"},
                     "detail": {"type": "string"},
                     "results": {"type": "array", "description": "files handled before the request failed"}}}
             }

@@ -1,11 +1,16 @@
 //! Request-level errors as RFC 9457 `application/problem+json`: a closed set of kinds, each
 //! with its status code, rendered without leaking internals.
+//!
+//! The problem `type` is the relative URI `/problems/<code>`, which the daemon itself serves
+//! (`GET /problems/<code>`: [`explain`]), so it resolves against the URL of the request on any
+//! deployment; the `code` member carries the same name for clients that match on it.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-/// What went wrong with a request as a whole; the last segment of the problem `type`.
+/// What went wrong with a request as a whole; the `code` and the last segment of the problem
+/// `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
     /// The query string does not parse.
@@ -43,7 +48,98 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
-    /// The kind's name, as in the problem `type`.
+    /// Every kind (the `code`s of the OpenAPI document and of `GET /problems/<code>`).
+    pub const ALL: &[ProblemKind] = &[
+        ProblemKind::InvalidQuery,
+        ProblemKind::UnsupportedMediaType,
+        ProblemKind::MalformedMultipart,
+        ProblemKind::UnknownField,
+        ProblemKind::MisplacedPrefix,
+        ProblemKind::InvalidPrefix,
+        ProblemKind::FieldTooLarge,
+        ProblemKind::TooManyFiles,
+        ProblemKind::RequestTooLarge,
+        ProblemKind::NoFiles,
+        ProblemKind::BodyIdleTimeout,
+        ProblemKind::Unauthorized,
+        ProblemKind::Overloaded,
+        ProblemKind::ShuttingDown,
+        ProblemKind::NotFound,
+        ProblemKind::InvalidLimits,
+    ];
+
+    /// The kind named `code`.
+    pub fn from_code(code: &str) -> Option<ProblemKind> {
+        ProblemKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == code)
+    }
+
+    /// The problem `type`: a URI relative to the daemon, served by `GET /problems/<code>`.
+    pub fn type_uri(self) -> String {
+        format!("/problems/{}", self.as_str())
+    }
+
+    /// What the kind means and what a client can do about it (the page of its `type`).
+    pub fn explanation(self) -> &'static str {
+        use ProblemKind as K;
+        match self {
+            K::InvalidQuery => "The query string does not parse. The only parameter is `prefix`.",
+            K::UnsupportedMediaType => {
+                "The body is not multipart/form-data. Send the files as form parts \
+                 (curl -F file=@path)."
+            }
+            K::MalformedMultipart => {
+                "The multipart body is invalid: a missing or wrong boundary, no closing \
+                 boundary, or a broken part header. Files listed in `results` were handled \
+                 before the error."
+            }
+            K::UnknownField => {
+                "A form field that is neither a file part nor `prefix`. Rename or remove it."
+            }
+            K::MisplacedPrefix => {
+                "The `prefix` field was given twice, after a file part, or together with \
+                 `?prefix=`. Send it once, before the files."
+            }
+            K::InvalidPrefix => {
+                "The prefix cannot be made a safe key prefix (a `..` or `.` segment, a \
+                 control character, too long). Keys follow the rules of docs/SEMANTICS.md."
+            }
+            K::FieldTooLarge => "The `prefix` field is too long.",
+            K::TooManyFiles => {
+                "The request carries more file parts than the daemon's --max-files. Split it."
+            }
+            K::RequestTooLarge => {
+                "The body (declared or streamed) is over the daemon's --max-request-size. \
+                 Split the batch; files listed in `results` were handled before the limit."
+            }
+            K::NoFiles => "The request carries no file part.",
+            K::BodyIdleTimeout => {
+                "The client sent nothing for the daemon's --body-idle-timeout; the request \
+                 was cut off and its unfinished uploads aborted."
+            }
+            K::Unauthorized => {
+                "A valid `Authorization: Bearer <token>` header is required. The token is \
+                 never logged."
+            }
+            K::Overloaded => {
+                "The daemon is at its limit of concurrent uploads (--max-concurrent-uploads). \
+                 Retry after the `Retry-After` seconds."
+            }
+            K::ShuttingDown => {
+                "The daemon is shutting down. Retry on another instance after `Retry-After`; \
+                 files not listed as uploaded were not stored."
+            }
+            K::NotFound => "No such route (or the route is switched off on this daemon).",
+            K::InvalidLimits => {
+                "A value given to PUT /v1/limits does not parse, or an unknown field: nothing \
+                 was changed."
+            }
+        }
+    }
+
+    /// The kind's name: the `code` member and the last segment of the problem `type`.
     pub fn as_str(self) -> &'static str {
         use ProblemKind as K;
         match self {
@@ -151,7 +247,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut body = json!({
-            "type": format!("https://uploader.dev/problems/{}", self.kind.as_str()),
+            "type": self.kind.type_uri(),
+            "code": self.kind.as_str(),
             "title": status.canonical_reason().unwrap_or("error"),
             "status": status.as_u16(),
             "detail": self.detail,
@@ -172,5 +269,39 @@ impl IntoResponse for ApiError {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+/// `GET /problems/<code>`: the explanation of a problem kind, as plain text; 404 (a
+/// `not_found` problem) for a code that is not one.
+pub async fn explain(axum::extract::Path(code): axum::extract::Path<String>) -> Response {
+    let Some(kind) = ProblemKind::from_code(&code) else {
+        return ApiError::new(ProblemKind::NotFound, "no such problem type").into_response();
+    };
+    let status = kind.status();
+    let text = format!(
+        "{code}: HTTP {} {}\n\n{}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        kind.explanation()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed_once_and_found_by_its_code() {
+        let mut codes: Vec<_> = ProblemKind::ALL.iter().map(|k| k.as_str()).collect();
+        for k in ProblemKind::ALL {
+            assert_eq!(ProblemKind::from_code(k.as_str()), Some(*k));
+            assert!(!k.explanation().is_empty());
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ProblemKind::ALL.len());
+        assert_eq!(ProblemKind::from_code("nope"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Running the daemon: fail-fast validation, listening (HTTP or HTTPS), graceful shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +45,11 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         config.auth_tokens(),
         Some(Arc::clone(store)),
     )
-    .with_admin_tokens(&config.admin_tokens);
-    let router = app(state.clone());
+    .with_admin_tokens(&config.admin_tokens)
+    .with_cors_origins(&config.cors_origins)
+    .with_ui(config.ui);
+    // The client's address is in every request's extensions, for the access log.
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);
     match &config.tls {
@@ -58,7 +62,13 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
                 "uploader serve: listening on http://{}",
                 listener.local_addr()?
             );
-            axum::serve(listener, router)
+            if config.ui {
+                eprintln!(
+                    "uploader serve: upload page at http://{}/",
+                    listener.local_addr()?
+                );
+            }
+            axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await?;
         }
@@ -75,7 +85,7 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
             eprintln!("uploader serve: listening on https://{}", config.listen);
             axum_server::bind_rustls(config.listen, tls)
                 .handle(handle)
-                .serve(router.into_make_service())
+                .serve(service)
                 .await?;
         }
     }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uploader_core::{KeyPrefix, S3Store, Uploader};
 
 use crate::auth::Tokens;
-use crate::config::Limits;
+use crate::config::{CorsOrigin, Limits};
 
 /// State shared by every request. Cheap to clone (the fields are behind one `Arc`).
 #[derive(Clone)]
@@ -42,6 +42,10 @@ pub struct Shared {
     pub(crate) ready: Mutex<Option<(Instant, Result<(), String>)>>,
     /// The process's Prometheus recorder.
     pub(crate) metrics: &'static PrometheusHandle,
+    /// Origins allowed to call the API from a browser (none: no CORS).
+    pub(crate) cors_origins: Vec<CorsOrigin>,
+    /// Whether `GET /` serves the upload page.
+    pub(crate) ui: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +78,8 @@ impl AppState {
                 ready: Mutex::new(None),
                 // The recorder must exist before the first request records anything.
                 metrics: crate::metrics::handle(),
+                cors_origins: Vec::new(),
+                ui: false,
             }),
         }
     }
@@ -84,6 +90,22 @@ impl AppState {
         Arc::get_mut(&mut self.shared)
             .expect("admin tokens are set before the state is shared")
             .admin_tokens = Tokens::new(tokens);
+        self
+    }
+
+    /// Allows cross-origin requests from `origins` (CORS). Call it before the state is shared.
+    pub fn with_cors_origins(mut self, origins: &[CorsOrigin]) -> AppState {
+        Arc::get_mut(&mut self.shared)
+            .expect("CORS origins are set before the state is shared")
+            .cors_origins = origins.to_vec();
+        self
+    }
+
+    /// Serves the upload page at `GET /` (`--ui`). Call it before the state is shared.
+    pub fn with_ui(mut self, ui: bool) -> AppState {
+        Arc::get_mut(&mut self.shared)
+            .expect("the UI switch is set before the state is shared")
+            .ui = ui;
         self
     }
 
@@ -102,10 +124,6 @@ impl AppState {
         self.draining.load(Ordering::SeqCst)
     }
 }
-
-/// A request's id, in its extensions and in the `x-request-id` response header.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// The upload slot a request holds while it is served (released when the request's
 /// extensions are dropped, after the response is built).

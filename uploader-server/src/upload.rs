@@ -12,12 +12,15 @@ use std::time::Instant;
 use axum::Extension;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use tower_http::request_id::RequestId;
 use uploader_core::{ErrorCode, FileError, StreamEnd};
+
+use crate::access::AccessStats;
 
 use crate::batch::Batch;
 use crate::form::Form;
 use crate::problem::{ApiError, ProblemKind};
-use crate::state::{AppState, RequestId, Slot};
+use crate::state::{AppState, Slot};
 
 /// The query of `POST /v1/uploads`.
 #[derive(serde::Deserialize)]
@@ -30,7 +33,7 @@ pub struct UploadQuery {
 /// The handler.
 pub async fn handler(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     // Held until the response is built: the request keeps its upload slot while it is served.
     Extension(_slot): Extension<Slot>,
     query: Result<axum::extract::Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
@@ -55,17 +58,21 @@ pub async fn handler(
             "the request carries no file parts",
         )),
         None => {
-            let (status, body) = finished.response(&request_id);
+            let id = request_id.header_value().to_str().unwrap_or_default();
+            let (status, body) = finished.response(id);
             Ok((status, axum::Json(body)).into_response())
         }
     };
-    let status = match &response {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.status().as_u16(),
-    };
+    let mut response = response.unwrap_or_else(IntoResponse::into_response);
+    let status = response.status().as_u16();
     crate::metrics::batch_done(status, started.elapsed());
     tracing::info!(status, files = finished.len(), "batch done");
-    response
+    let (_, bytes) = finished.stored();
+    response.extensions_mut().insert(AccessStats {
+        files: finished.len(),
+        bytes,
+    });
+    Ok(response)
 }
 
 /// Hands every file part to core, in order; stops at the first request-level failure.

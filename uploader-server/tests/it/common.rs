@@ -29,6 +29,10 @@ pub struct Options {
     pub allow_binary: bool,
     /// Wraps the S3 store (fault injection).
     pub wrap: Option<Wrap>,
+    /// Origins allowed by CORS (`--cors-origin`).
+    pub cors_origins: Vec<&'static str>,
+    /// Serve the upload page (`--ui`).
+    pub ui: bool,
 }
 
 impl Default for Options {
@@ -38,6 +42,8 @@ impl Default for Options {
             tokens: vec![TOKEN.into()],
             allow_binary: false,
             wrap: None,
+            cors_origins: vec![],
+            ui: false,
         }
     }
 }
@@ -78,7 +84,15 @@ impl Daemon {
             opts.limits,
             &opts.tokens,
             Some(s3.clone()),
-        );
+        )
+        .with_cors_origins(
+            &opts
+                .cors_origins
+                .iter()
+                .map(|o| uploader_server::config::CorsOrigin::parse(o).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .with_ui(opts.ui);
         Daemon {
             state,
             s3,
@@ -88,11 +102,17 @@ impl Daemon {
     }
 
     pub async fn send(&self, req: Request<Body>) -> (Response<Body>, serde_json::Value) {
+        let (resp, bytes) = self.send_raw(req).await;
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (resp, json)
+    }
+
+    /// Sends a request; the response head and the body's bytes.
+    pub async fn send_raw(&self, req: Request<Body>) -> (Response<Body>, Vec<u8>) {
         let resp = app(self.state.clone()).oneshot(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (Response::from_parts(parts, Body::empty()), json)
+        (Response::from_parts(parts, Body::empty()), bytes.to_vec())
     }
 
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {

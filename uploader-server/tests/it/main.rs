@@ -4,3 +4,4 @@
 mod common;
 mod requests;
 mod socket;
+mod web;
