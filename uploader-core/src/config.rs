@@ -3,7 +3,6 @@
 use crate::checksum::ChecksumAlgorithm;
 use crate::plan::{MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::retry::RetryPolicy;
-pub use crate::schedule::ConcurrencyMode;
 use crate::sniff::MimePolicy;
 use crate::sync::SkipMode;
 
@@ -11,11 +10,30 @@ const MIB: u64 = 1024 * 1024;
 
 /// Default ceiling of requests in flight (small-file PUTs and parts together): the adaptive
 /// limit ([`ConcurrencyMode::Adaptive`], the default) moves between
-/// [`crate::schedule::ADAPTIVE_FLOOR`] and this.
+/// `schedule::ADAPTIVE_FLOOR` and this.
 pub const DEFAULT_CONCURRENCY: usize = 256;
 /// Requests in flight of [`ConcurrencyMode::Fixed`] when no number is given (the default of
 /// earlier versions), and the floor of the adaptive limit.
 pub const DEFAULT_FIXED_CONCURRENCY: usize = 16;
+/// How the number of requests in flight is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConcurrencyMode {
+    /// Follow the endpoint, between `schedule::ADAPTIVE_FLOOR` and the configured concurrency.
+    #[default]
+    Adaptive,
+    /// Exactly the configured concurrency.
+    Fixed,
+}
+
+impl std::fmt::Display for ConcurrencyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConcurrencyMode::Adaptive => "adaptive",
+            ConcurrencyMode::Fixed => "fixed",
+        })
+    }
+}
+
 /// Default part size of multipart uploads.
 pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 /// Files of this size or more go multipart.

@@ -2,13 +2,11 @@
 //! daemon: by every HTTP request), changeable while uploads run.
 //!
 //! The token buckets are `async-speed-limit`'s [`Limiter`] (one per budget; a clone shares it).
-//! Bytes are charged as the body is sent: the store wraps a paced body ([`Body::Paced`], made by
+//! Bytes are charged as the body is sent: the store wraps a paced body (`store::Body::Paced`, made by
 //! the transfer) so that each frame of at most [`PACE_SLICE`] bytes waits for its share before it
 //! goes out. A retry sends the body again and is charged again. Requests are charged by
-//! [`Metered`], the store wrapper every request passes, once per request of any kind.
+//! `store::Metered`, the store wrapper every request passes, once per request of any kind.
 //!
-//! [`Body::Paced`]: crate::store::Body::Paced
-//! [`Metered`]: crate::store::Metered
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,7 +161,7 @@ impl RateLimits {
 /// paced only while a limit is set.
 pub const PACE_ALWAYS_ABOVE: u64 = 1 << 20;
 
-/// The budgets one body's bytes are charged to (see [`crate::store::Body::Paced`]).
+/// The budgets one body's bytes are charged to (see `store::Body::Paced`).
 #[derive(Clone)]
 pub struct Pace(Arc<[Limiter]>);
 

@@ -20,7 +20,7 @@
 //! In [`ConcurrencyMode::Adaptive`] (the default) the number of request permits moves between a
 //! floor ([`ADAPTIVE_FLOOR`]) and the configured concurrency (the ceiling), the way TCP finds
 //! its window. Every request reports how long it took and whether the server throttled it
-//! ([`Budget::observe`], called by the store wrapper [`crate::store::Metered`]). After each
+//! ([`Budget::observe`], called by the store wrapper `store::Metered`). After each
 //! window (about one round of `limit` requests):
 //!
 //! * throttled (503 SlowDown, 429) in the window: the limit is halved (multiplicative decrease);
@@ -39,27 +39,10 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use crate::config::ConcurrencyMode;
+
 /// Byte permits are counted in KiB so that one acquisition fits in a `u32`.
 const BYTE_UNIT: u64 = 1024;
-
-/// How the number of requests in flight is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConcurrencyMode {
-    /// Follow the endpoint, between [`ADAPTIVE_FLOOR`] and the configured concurrency.
-    #[default]
-    Adaptive,
-    /// Exactly the configured concurrency.
-    Fixed,
-}
-
-impl std::fmt::Display for ConcurrencyMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ConcurrencyMode::Adaptive => "adaptive",
-            ConcurrencyMode::Fixed => "fixed",
-        })
-    }
-}
 
 /// The adaptive limit never goes below this (or the ceiling, if lower): the fixed default of
 /// earlier versions, which keeps a loopback endpoint's two cores busy.

@@ -25,7 +25,6 @@ pub const ERROR_CODES: &[&str] = &[
 pub fn document() -> Value {
     let batch = json!({"$ref": "#/components/schemas/Batch"});
     let problem_codes: Vec<&str> = ProblemKind::ALL.iter().map(|k| k.as_str()).collect();
-    let problem = |d: &str| json!({"description": d, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "uploader", "version": env!("CARGO_PKG_VERSION")},
@@ -56,19 +55,7 @@ pub fn document() -> Value {
                     "503": problem("overloaded or shutting down; see Retry-After")
                 }
             }},
-            "/v1/limits": {
-                "get": {"summary": "the rate limits in force (admin tokens only; 404 without --admin-tokens)",
-                    "security": [{"bearer": []}],
-                    "responses": {"200": {"description": "limits", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}}},
-                        "401": problem("not an admin token"), "404": problem("no admin API configured")}},
-                "put": {"summary": "change the rate limits at run time; absent fields are kept, \"off\" removes a limit",
-                    "security": [{"bearer": []}],
-                    "requestBody": {"content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
-                        "bwlimit": {"type": "string"}, "bwlimit_file": {"type": "string"}, "tps_limit": {"type": "string"}}}}}},
-                    "responses": {"200": {"description": "the limits now in force", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}}},
-                        "400": problem("a value that does not parse, or an unknown field: nothing changed"),
-                        "401": problem("not an admin token"), "404": problem("no admin API configured")}}
-            },
+            "/v1/limits": limits_path(),
             "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "bucket reachable with valid credentials", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
@@ -81,42 +68,70 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "the explanation", "content": {"text/plain": {}}},
                     "404": problem("not a problem code")}}}
         },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Limits": {"type": "object", "properties": {
-                    "bwlimit": {"type": ["integer", "null"], "description": "bytes per second, shared by every request"},
-                    "bwlimit_file": {"type": ["integer", "null"], "description": "bytes per second of each file"},
-                    "tps_limit": {"type": ["number", "null"], "description": "S3 requests per second"}}},
-                "Batch": {"type": "object", "required": ["request_id", "summary", "results"], "properties": {
-                    "request_id": {"type": "string"},
-                    "summary": {"type": "object", "properties": {
-                        "total": {"type": "integer"}, "succeeded": {"type": "integer", "description": "stored or skipped unchanged"},
-                        "skipped": {"type": "integer"}, "failed": {"type": "integer"}, "bytes": {"type": "integer"}}},
-                    "results": {"type": "array", "items": {"oneOf": [
-                        {"$ref": "#/components/schemas/Stored"}, {"$ref": "#/components/schemas/Skipped"},
-                        {"$ref": "#/components/schemas/Failed"}]}}}},
-                "Skipped": {"type": "object", "properties": {
-                    "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
-                    "status": {"const": "skipped"}, "size": {"type": "integer"},
-                    "reason": {"type": "string", "description": "unchanged (size), unchanged (checksum), ..."}}},
-                "Stored": {"type": "object", "properties": {
-                    "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
-                    "status": {"const": "uploaded"}, "size": {"type": "integer"},
-                    "content_type": {"type": "string"}, "etag": {"type": "string"}, "checksum": {"type": "string"}}},
-                "Failed": {"type": "object", "properties": {
-                    "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": ["string", "null"]},
-                    "status": {"const": "failed"},
-                    "error": {"type": "object", "properties": {
-                        "code": {"enum": ERROR_CODES}, "message": {"type": "string"}, "retryable": {"type": "boolean"}}}}},
-                "Problem": {"type": "object", "required": ["type", "code", "title", "status", "detail"], "properties": {
-                    "type": {"type": "string", "format": "uri-reference",
-                        "description": "/problems/{code}, relative to the daemon, which serves it"},
-                    "code": {"enum": problem_codes, "description": "stable name of the problem"},
-                    "title": {"type": "string"}, "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "results": {"type": "array", "description": "files handled before the request failed"}}}
-            }
+        "components": components(),
+    })
+}
+
+/// A problem+json response with description `d`.
+fn problem(d: &str) -> Value {
+    json!({"description": d, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+/// `GET` and `PUT /v1/limits`, the admin API.
+fn limits_path() -> Value {
+    json!({
+        "get": {"summary": "the rate limits in force (admin tokens only; 404 without --admin-tokens)",
+            "security": [{"bearer": []}],
+            "responses": {"200": {"description": "limits", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}}},
+                "401": problem("not an admin token"), "404": problem("no admin API configured")}},
+        "put": {"summary": "change the rate limits at run time; absent fields are kept, \"off\" removes a limit",
+            "security": [{"bearer": []}],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                "bwlimit": {"type": "string"}, "bwlimit_file": {"type": "string"}, "tps_limit": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "the limits now in force", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}}},
+                "400": problem("a value that does not parse, or an unknown field: nothing changed"),
+                "401": problem("not an admin token"), "404": problem("no admin API configured")}}
+    })
+}
+
+/// The security schemes and schemas the paths refer to.
+fn components() -> Value {
+    let problem_codes: Vec<&str> = ProblemKind::ALL.iter().map(|k| k.as_str()).collect();
+    json!({
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Limits": {"type": "object", "properties": {
+                "bwlimit": {"type": ["integer", "null"], "description": "bytes per second, shared by every request"},
+                "bwlimit_file": {"type": ["integer", "null"], "description": "bytes per second of each file"},
+                "tps_limit": {"type": ["number", "null"], "description": "S3 requests per second"}}},
+            "Batch": {"type": "object", "required": ["request_id", "summary", "results"], "properties": {
+                "request_id": {"type": "string"},
+                "summary": {"type": "object", "properties": {
+                    "total": {"type": "integer"}, "succeeded": {"type": "integer", "description": "stored or skipped unchanged"},
+                    "skipped": {"type": "integer"}, "failed": {"type": "integer"}, "bytes": {"type": "integer"}}},
+                "results": {"type": "array", "items": {"oneOf": [
+                    {"$ref": "#/components/schemas/Stored"}, {"$ref": "#/components/schemas/Skipped"},
+                    {"$ref": "#/components/schemas/Failed"}]}}}},
+            "Skipped": {"type": "object", "properties": {
+                "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
+                "status": {"const": "skipped"}, "size": {"type": "integer"},
+                "reason": {"type": "string", "description": "unchanged (size), unchanged (checksum), ..."}}},
+            "Stored": {"type": "object", "properties": {
+                "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": "string"},
+                "status": {"const": "uploaded"}, "size": {"type": "integer"},
+                "content_type": {"type": "string"}, "etag": {"type": "string"}, "checksum": {"type": "string"}}},
+            "Failed": {"type": "object", "properties": {
+                "index": {"type": "integer"}, "filename": {"type": "string"}, "key": {"type": ["string", "null"]},
+                "status": {"const": "failed"},
+                "error": {"type": "object", "properties": {
+                    "code": {"enum": ERROR_CODES}, "message": {"type": "string"}, "retryable": {"type": "boolean"}}}}},
+            "Problem": {"type": "object", "required": ["type", "code", "title", "status", "detail"], "properties": {
+                "type": {"type": "string", "format": "uri-reference",
+                    "description": "/problems/{code}, relative to the daemon, which serves it"},
+                "code": {"enum": problem_codes, "description": "stable name of the problem"},
+                "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "results": {"type": "array", "description": "files handled before the request failed"}}}
         }
     })
 }
