@@ -408,6 +408,22 @@ async fn remote(job: &Job, index: usize, key: &ObjectKey) -> Result<Option<Remot
     })
 }
 
+/// `mtime` mode: the source is not newer than the mtime recorded at upload (our metadata), or
+/// than the object's Last-Modified when it has none.
+fn mtime_unchanged(
+    local: &Local<'_>,
+    meta: &ObjectMeta,
+    last_modified: Option<SystemTime>,
+) -> bool {
+    let source = local.modified();
+    match metadata(meta, MTIME_METADATA).and_then(|v| v.parse().ok()) {
+        Some(recorded) => source
+            .and_then(ns_since_epoch)
+            .is_some_and(|s| s <= recorded),
+        None => source.zip(last_modified).is_some_and(|(s, lm)| s <= lm),
+    }
+}
+
 /// The decision for a local file or body of `size` bytes and the object `remote` at `key`.
 async fn verdict(
     job: &Job,
@@ -447,22 +463,10 @@ async fn verdict(
     };
     match mode {
         SkipMode::Size => unreachable!("decided above"),
-        SkipMode::Mtime => {
-            let source = local.modified();
-            let unchanged = match metadata(&meta, MTIME_METADATA).and_then(|v| v.parse().ok()) {
-                Some(recorded) => source
-                    .and_then(ns_since_epoch)
-                    .is_some_and(|s| s <= recorded),
-                None => source
-                    .zip(remote.last_modified)
-                    .is_some_and(|(s, lm)| s <= lm),
-            };
-            if unchanged {
-                skip(mode.reason())
-            } else {
-                Ok(UPLOAD)
-            }
+        SkipMode::Mtime if mtime_unchanged(local, &meta, remote.last_modified) => {
+            skip(mode.reason())
         }
+        SkipMode::Mtime => Ok(UPLOAD),
         SkipMode::Checksum => {
             let ours = [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Md5]
                 .into_iter()
