@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uploader_core::{
-    EmbeddedS3, MimePolicy, RetryPolicy, S3Config, S3Store, StaticCredentials, UploadConfig,
-    Uploader,
+    EmbeddedS3, MimePolicy, RateLimits, RetryPolicy, S3Config, S3Store, StaticCredentials,
+    UploadConfig, Uploader,
 };
 use uploader_e2e::proxy::Proxy;
 use uploader_e2e::servers::{ThirdParty, free_port};
@@ -61,17 +61,7 @@ impl Target {
     /// An uploader through `proxy`: fast retries, 5 MiB threshold and parts, octet-stream
     /// allowed.
     pub async fn uploader_via(&self, proxy: &Proxy) -> Uploader {
-        Uploader::builder()
-            .with_store(Arc::new(self.store_via(proxy, None).await))
-            .with_config(UploadConfig {
-                part_size: 5 << 20,
-                multipart_threshold: 5 << 20,
-                retry: fast_retries(4),
-                mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
-                ..UploadConfig::default()
-            })
-            .build()
-            .unwrap()
+        uploader_on(self.store_via(proxy, None).await, RateLimits::unlimited())
     }
 
     /// The binary, with this server's credentials and nothing else from the environment.
@@ -82,6 +72,23 @@ impl Target {
             .env("AWS_REGION", "us-east-1");
         c
     }
+}
+
+/// An uploader on `store` with `limits`: fast retries, 5 MiB threshold and parts, octet-stream
+/// allowed.
+pub fn uploader_on(store: S3Store, limits: RateLimits) -> Uploader {
+    Uploader::builder()
+        .with_store(Arc::new(store))
+        .with_config(UploadConfig {
+            part_size: 5 << 20,
+            multipart_threshold: 5 << 20,
+            retry: fast_retries(4),
+            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
+            ..UploadConfig::default()
+        })
+        .with_limits(limits)
+        .build()
+        .unwrap()
 }
 
 /// `attempts` attempts per request with millisecond backoffs.

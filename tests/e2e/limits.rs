@@ -5,18 +5,16 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use uploader_core::{
-    EmbeddedS3, KeyPrefix, MimePolicy, ObjectStore as _, RateLimits, S3Store, UploadConfig,
-    Uploader, WalkOptions,
+    EmbeddedS3, KeyPrefix, ObjectStore as _, RateLimits, S3Store, Uploader, WalkOptions,
 };
 use uploader_e2e::proxy::{Fault, FaultPlan, Op, Proxy};
 use uploader_e2e::{data, describe, json_lines, run, uploader, write};
 
-use crate::harness::{Daemon, Target, fast_retries};
+use crate::harness::{Daemon, Target, uploader_on};
 
 const MIB: usize = 1 << 20;
 
@@ -163,34 +161,12 @@ async fn a_retried_body_is_charged_again() {
     let t = Target::embedded(&server);
     let plan = FaultPlan::first(Op::PutObject, Fault::DropResponse, 1);
     let proxy = Proxy::start(&t.endpoint, plan).await;
-    let uploader = Uploader::builder()
-        .with_store(Arc::new(t.store_via(&proxy, None).await))
-        .with_config(UploadConfig {
-            retry: fast_retries(4),
-            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
-            ..UploadConfig::default()
-        })
-        .with_limits(RateLimits::new(Some(4 << 20), None, None))
-        .build()
-        .unwrap();
+    let limits = RateLimits::new(Some(4 << 20), None, None);
+    let uploader = uploader_on(t.store_via(&proxy, None).await, limits);
     let src = tempdir();
     let body = data(4 * MIB, 5);
     write(src.path(), "once.bin", &body);
-    let started = Instant::now();
-    let report = uploader
-        .upload_dir(
-            src.path(),
-            &KeyPrefix::new("retry").unwrap(),
-            WalkOptions::default(),
-        )
-        .wait()
-        .await;
-    let took = started.elapsed();
-    assert!(
-        report.is_success(),
-        "{:?}",
-        report.failures().collect::<Vec<_>>()
-    );
+    let (_, took) = upload_timed(&uploader, src.path(), "retry").await;
     assert_eq!(
         proxy.stats.faults.load(Ordering::Relaxed),
         1,
@@ -213,26 +189,40 @@ async fn a_retried_body_is_charged_again() {
     );
 }
 
-/// An uploader on the embedded endpoint (through `proxy` when given) with a 1 s read timeout,
-/// 5 MiB parts and `limits`.
+/// Uploads the directory `src` under `prefix`; checks that every file was stored, and returns
+/// the report and the wall time.
+async fn upload_timed(
+    uploader: &Uploader,
+    src: &Path,
+    prefix: &str,
+) -> (uploader_core::Report, Duration) {
+    let started = Instant::now();
+    let report = uploader
+        .upload_dir(
+            src,
+            &KeyPrefix::new(prefix).unwrap(),
+            WalkOptions::default(),
+        )
+        .wait()
+        .await;
+    let took = started.elapsed();
+    assert!(
+        report.is_success(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    (report, took)
+}
+
+/// An uploader on the embedded endpoint (through `proxy` when given) with a 1 s read timeout
+/// and `limits` ([`uploader_on`]'s settings).
 async fn short_timeout_uploader(t: &Target, proxy: Option<&Proxy>, limits: RateLimits) -> Uploader {
     let mut cfg = t.s3.clone();
     cfg.read_timeout = Some(Duration::from_secs(1));
     if let Some(p) = proxy {
         cfg.endpoint_url = Some(p.endpoint());
     }
-    Uploader::builder()
-        .with_store(Arc::new(S3Store::connect(&cfg).await.unwrap()))
-        .with_config(UploadConfig {
-            part_size: 5 << 20,
-            multipart_threshold: 5 << 20,
-            retry: fast_retries(4),
-            mime: MimePolicy::new(&["application/octet-stream".into()], &[]).unwrap(),
-            ..UploadConfig::default()
-        })
-        .with_limits(limits)
-        .build()
-        .unwrap()
+    uploader_on(S3Store::connect(&cfg).await.unwrap(), limits)
 }
 
 /// A paced body that takes longer than the read timeout is not timed out while it moves: the
@@ -251,21 +241,7 @@ async fn a_paced_body_longer_than_the_read_timeout_is_not_timed_out() {
     let (big, small) = (data(11 * MIB, 6), data(4 * MIB, 7));
     write(src.path(), "big.bin", &big);
     write(src.path(), "small.bin", &small);
-    let started = Instant::now();
-    let report = uploader
-        .upload_dir(
-            src.path(),
-            &KeyPrefix::new("slow").unwrap(),
-            WalkOptions::default(),
-        )
-        .wait()
-        .await;
-    let took = started.elapsed();
-    assert!(
-        report.is_success(),
-        "{:?}",
-        report.failures().collect::<Vec<_>>()
-    );
+    let (report, took) = upload_timed(&uploader, src.path(), "slow").await;
     assert_eq!(report.retries, 0, "no request was timed out");
     // 15 MiB at 4 MiB/s: every request took well over the 1 s read timeout.
     assert!(took >= Duration::from_millis(3300), "{took:?}");
@@ -295,19 +271,7 @@ async fn a_paced_request_to_a_stalled_server_is_timed_out() {
     let src = tempdir();
     let body = data(100 << 10, 8);
     write(src.path(), "stalled.bin", &body);
-    let report = uploader
-        .upload_dir(
-            src.path(),
-            &KeyPrefix::new("stall").unwrap(),
-            WalkOptions::default(),
-        )
-        .wait()
-        .await;
-    assert!(
-        report.is_success(),
-        "{:?}",
-        report.failures().collect::<Vec<_>>()
-    );
+    let (report, _) = upload_timed(&uploader, src.path(), "stall").await;
     assert_eq!(
         proxy.stats.faults.load(Ordering::Relaxed),
         1,
