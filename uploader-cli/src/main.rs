@@ -142,26 +142,23 @@ async fn upload(out: Output, mut plan: UploadPlan, conn: &ConnectionArgs) -> Res
         .with_limits(plan.rates.start())
         .build()
         .map_err(usage)?;
-    // The walk feeds the job through a counting relay, so the progress bar learns the totals
-    // when the walk ends (`Uploader::upload_sources` without the relay).
+    // The walk feeds the job directly and ends with its totals, so the progress bar learns
+    // them when the walk ends (`Uploader::upload_sources`, which drops them).
     let ahead = if out.progress {
         progress::WALK_AHEAD
     } else {
-        progress::RELAY_QUEUE
+        progress::WALK_QUEUE
     };
-    let (walk_tx, walk_rx) = tokio::sync::mpsc::channel(progress::RELAY_QUEUE);
-    // The relay counts as it forwards: the room ahead is on the job's side.
-    let (job_tx, job_rx) = tokio::sync::mpsc::channel(ahead);
+    let (walk_tx, job_rx) = tokio::sync::mpsc::channel(ahead);
     let mut job = uploader.upload_inputs_to(job_rx, plan.dest);
     let shard = plan.walk.shard;
-    uploader_core::walk::spawn_walk(
+    let walked = uploader_core::walk::spawn_walk(
         plan.sources,
         plan.target.prefix.clone(),
         plan.walk,
         walk_tx,
         job.cancel_token(),
     );
-    let walked = tokio::task::spawn_blocking(move || progress::relay_counting(walk_rx, job_tx));
     let events = job.events().expect("events are taken once");
     let renderer = tokio::spawn(output::render_events(out, events, walked));
     let cancel = job.cancel_token();

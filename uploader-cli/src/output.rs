@@ -104,7 +104,7 @@ pub fn human_bytes(b: u64) -> String {
 pub async fn render_events(
     out: Output,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    mut walked: tokio::task::JoinHandle<Option<progress::Walked>>,
+    mut walked: tokio::task::JoinHandle<Option<uploader_core::WalkTotals>>,
 ) {
     let bar = out.progress.then(|| {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());

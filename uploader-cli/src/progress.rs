@@ -4,55 +4,24 @@
 //! Files are announced (`Event::Queued`) only when the job gets to them, so while the walk is
 //! still finding files the totals only grow: the bar then marks them (`+`, "counting…") and
 //! shows no ETA, which would be computed from a partial total. The job's events do not say when
-//! the walk is done; the CLI relays the walk's inputs to the job itself ([`relay_counting`]),
-//! counting them and their sizes, and the totals are final when the walk ends.
+//! the walk is done; the CLI runs the walk itself (`uploader_core::walk::spawn_walk`), which
+//! ends with the inputs it sent and their sizes ([`Walked`]): the totals are final then.
 //!
 //! The walk is paced by the job (bounded queues are the backpressure), so it can end only
-//! when what remains fits in the queues. With a bar, the job's queue (after the relay) holds
-//! [`WALK_AHEAD`] inputs (a few MiB) so that trees of up to that many files get their totals
-//! almost at once;
+//! when what remains fits in the queue. With a bar, the job's queue holds [`WALK_AHEAD`]
+//! inputs (a few MiB) so that trees of up to that many files get their totals almost at once;
 //! larger trees show "counting…" until their last [`WALK_AHEAD`] files.
 
 use std::collections::HashSet;
 
-use tokio::sync::mpsc;
-use uploader_core::Input;
-
-/// Inputs buffered on each side of the relay.
-pub const RELAY_QUEUE: usize = 1024;
+/// Inputs queued between the walk and the job without a bar.
+pub const WALK_QUEUE: usize = 1024;
 /// Inputs the walk may run ahead of the job when a progress bar wants early totals (each is a
 /// path and a key, some hundred bytes).
 pub const WALK_AHEAD: usize = 16 * 1024;
 
 /// What the walk found, once it has ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Walked {
-    /// Inputs (files to upload, and those reported without being read).
-    pub inputs: usize,
-    /// Bytes of the files to upload, as stat'ed while relaying.
-    pub bytes: u64,
-}
-
-/// Forwards the walk's inputs to the job, counting them and the sizes of the files; returns
-/// the totals once the walk ends (`None` when the job stops taking inputs first). Blocking:
-/// run it on a blocking thread, beside the walk's (the stat is one more syscall per file on
-/// an inode the walk has just visited).
-pub fn relay_counting(mut walk: mpsc::Receiver<Input>, job: mpsc::Sender<Input>) -> Option<Walked> {
-    let mut walked = Walked {
-        inputs: 0,
-        bytes: 0,
-    };
-    while let Some(input) = walk.blocking_recv() {
-        if let Input::File { path, .. } = &input {
-            // The job stats again and reports what it finds; a file that cannot be stat'ed
-            // here fails there, with the reason.
-            walked.bytes += std::fs::metadata(path).map_or(0, |m| m.len());
-        }
-        job.blocking_send(input).ok()?;
-        walked.inputs += 1;
-    }
-    Some(walked)
-}
+pub use uploader_core::WalkTotals as Walked;
 
 /// Counts of the job's events, for the bar.
 #[derive(Debug, Default)]
@@ -210,47 +179,6 @@ mod tests {
         assert!(
             line.contains("/9.00 MiB ") && !line.contains("MiB+"),
             "{line:?}"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_relay_forwards_every_input_and_counts_files_and_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = |k: &str| uploader_core::ObjectKey::derive(&uploader_core::KeyPrefix::root(), k);
-        let mut inputs = Vec::new();
-        for (name, len) in [("a", 10usize), ("b", 0), ("c", 2048)] {
-            let path = dir.path().join(name);
-            std::fs::write(&path, vec![b'x'; len]).unwrap();
-            inputs.push(Input::File {
-                path,
-                key: key(name).unwrap(),
-            });
-        }
-        inputs.push(Input::Skip {
-            source: "link".into(),
-            key: None,
-            reason: "symlink".into(),
-        });
-        let (walk_tx, walk_rx) = mpsc::channel(2);
-        let (job_tx, mut job_rx) = mpsc::channel(2);
-        let relay = tokio::task::spawn_blocking(move || relay_counting(walk_rx, job_tx));
-        let feed = tokio::spawn(async move {
-            for i in inputs {
-                walk_tx.send(i).await.unwrap();
-            }
-        });
-        let mut got = 0;
-        while job_rx.recv().await.is_some() {
-            got += 1;
-        }
-        feed.await.unwrap();
-        assert_eq!(got, 4);
-        assert_eq!(
-            relay.await.unwrap(),
-            Some(Walked {
-                inputs: 4,
-                bytes: 2058
-            })
         );
     }
 

@@ -89,7 +89,7 @@ pub use store::{
 };
 pub use sync::{Destination, SkipMode};
 pub use uploader::{UploadHandle, UploadItem, Uploader, UploaderBuilder};
-pub use walk::{Input, Source, WalkOptions};
+pub use walk::{Input, Source, WalkOptions, WalkTotals};
 
 /// Deterministic test data, shared by the test suites and the benches (feature `testing`).
 #[cfg(any(test, feature = "testing"))]

@@ -620,6 +620,14 @@ pub(crate) async fn remember(
     true
 }
 
+/// Caches `sum` as the checksum of the file version `id`, for bytes known to be that version's
+/// (read whole and checked against `id` after the read): no stat needed.
+pub(crate) fn remember_read(job: &Job, id: Option<FileIdentity>, sum: &Checksum) {
+    if let (Some(id), Some(cache)) = (id, &job.checksums) {
+        cache.insert(id, sum.clone());
+    }
+}
+
 fn local_error(code: ErrorCode, message: String) -> TransferError {
     TransferError::Local(FileError::new(code, message, true))
 }

@@ -231,7 +231,7 @@ impl Uploader {
             shard: opts.shard,
         };
         let prefix = prefix.clone();
-        let walk = move |cancel| spawn_walk(sources, prefix, opts, tx, cancel);
+        let walk = move |cancel| drop(spawn_walk(sources, prefix, opts, tx, cancel));
         self.start(rx, None, walk, Some(dest))
     }
 

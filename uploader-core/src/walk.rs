@@ -85,19 +85,30 @@ pub enum Source {
     },
 }
 
+/// What a walk sent, once it has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkTotals {
+    /// Inputs sent (files to upload, and those reported without being read).
+    pub inputs: usize,
+    /// Bytes of the files to upload, as the walk stat'ed them.
+    pub bytes: u64,
+}
+
 /// Walks the sources in a blocking thread, sending inputs on `tx` until done or cancelled;
 /// `tx` is dropped when the walk ends. With [`crate::Uploader::upload_inputs`] this is
-/// [`crate::Uploader::upload_sources`], for callers that want to see the inputs go by (the
-/// CLI learns from the channel closing that the walk is complete). Must be called within a
-/// Tokio runtime.
+/// [`crate::Uploader::upload_sources`], for callers that want the totals (the CLI's progress
+/// bar): the handle ends with them when the walk is complete, or with `None` when it stopped
+/// first (the receiver gone, or the job cancelled). The sizes come from the stat the walk makes
+/// of every entry anyway: counting costs no syscall. Must be called within a Tokio runtime.
 pub fn spawn_walk(
     sources: Vec<Source>,
     prefix: KeyPrefix,
     opts: WalkOptions,
     tx: mpsc::Sender<Input>,
     cancel: CancellationToken,
-) {
+) -> tokio::task::JoinHandle<Option<WalkTotals>> {
     tokio::task::spawn_blocking(move || {
+        let mut totals = WalkTotals::default();
         for source in sources {
             let (root, paths) = match source {
                 Source::Path(p) => match std::fs::symlink_metadata(&p) {
@@ -118,8 +129,9 @@ pub fn spawn_walk(
                             ),
                         };
                         if tx.blocking_send(input).is_err() {
-                            return;
+                            return None;
                         }
+                        totals.inputs += 1;
                         continue;
                     }
                 },
@@ -133,6 +145,7 @@ pub fn spawn_walk(
                 tx: tx.clone(),
                 cancel: cancel.clone(),
                 visited: HashSet::new(),
+                totals,
             };
             let go_on = match paths {
                 None => {
@@ -142,10 +155,12 @@ pub fn spawn_walk(
                 Some(paths) => paths.iter().all(|rel| w.listed(rel)),
             };
             if !go_on {
-                return;
+                return None;
             }
+            totals = w.totals;
         }
-    });
+        Some(totals)
+    })
 }
 
 struct Walker {
@@ -156,28 +171,42 @@ struct Walker {
     tx: mpsc::Sender<Input>,
     cancel: CancellationToken,
     visited: HashSet<(u64, u64)>,
+    /// What was sent so far, by this walker and the sources before it.
+    totals: WalkTotals,
 }
 
 impl Walker {
-    /// Sends one input; false when the receiver is gone or the job cancelled.
-    fn send(&self, input: Input) -> bool {
-        !self.cancel.is_cancelled() && self.tx.blocking_send(input).is_ok()
+    /// Sends one input (a file to upload of `bytes`); false when the receiver is gone or the
+    /// job cancelled.
+    fn send(&mut self, input: Input, bytes: u64) -> bool {
+        let sent = !self.cancel.is_cancelled() && self.tx.blocking_send(input).is_ok();
+        if sent {
+            self.totals.inputs += 1;
+            self.totals.bytes += bytes;
+        }
+        sent
     }
 
-    fn fail(&self, path: &Path, code: ErrorCode, message: String) -> bool {
-        self.send(Input::Fail {
-            source: path.display().to_string(),
-            key: None,
-            error: FileError::new(code, message, false),
-        })
+    fn fail(&mut self, path: &Path, code: ErrorCode, message: String) -> bool {
+        self.send(
+            Input::Fail {
+                source: path.display().to_string(),
+                key: None,
+                error: FileError::new(code, message, false),
+            },
+            0,
+        )
     }
 
-    fn skip(&self, path: &Path, reason: &str) -> bool {
-        self.send(Input::Skip {
-            source: path.display().to_string(),
-            key: None,
-            reason: reason.into(),
-        })
+    fn skip(&mut self, path: &Path, reason: &str) -> bool {
+        self.send(
+            Input::Skip {
+                source: path.display().to_string(),
+                key: None,
+                reason: reason.into(),
+            },
+            0,
+        )
     }
 
     /// Walks one directory in name order (stable output); false to stop.
@@ -245,7 +274,7 @@ impl Walker {
             }
             return match std::fs::metadata(&target) {
                 Ok(m) if m.is_dir() => self.dir(path),
-                Ok(m) if m.is_file() => self.file(path),
+                Ok(m) if m.is_file() => self.file(path, m.len()),
                 _ => self.skip(path, "symbolic link to a special file"),
             };
         }
@@ -255,10 +284,11 @@ impl Walker {
         if !ft.is_file() {
             return self.skip(path, "not a regular file (FIFO, socket or device)");
         }
-        self.file(path)
+        self.file(path, meta.len())
     }
 
-    fn file(&self, path: &Path) -> bool {
+    /// A regular file of `size` bytes (as stat'ed by the walk).
+    fn file(&mut self, path: &Path, size: u64) -> bool {
         let rel = path.strip_prefix(&self.root).unwrap_or(path);
         if rel.as_os_str().is_empty() {
             return self.fail(path, ErrorCode::InvalidKey, "the path has no name".into());
@@ -273,10 +303,13 @@ impl Walker {
             }
         }
         match ObjectKey::from_relative_path(&self.prefix, rel) {
-            Ok(key) => self.send(Input::File {
-                path: path.to_owned(),
-                key,
-            }),
+            Ok(key) => self.send(
+                Input::File {
+                    path: path.to_owned(),
+                    key,
+                },
+                size,
+            ),
             Err(e) => self.fail(path, ErrorCode::InvalidKey, format!("{e} [{}]", e.rule())),
         }
     }
@@ -463,6 +496,63 @@ pub fn glob_filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_walk_ends_with_the_inputs_it_sent_and_the_bytes_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for (name, len) in [("a", 10usize), ("b", 0), ("sub/c", 2048)] {
+            std::fs::write(dir.path().join(name), vec![b'x'; len]).unwrap();
+        }
+        // Reported without being read: counted as an input, with no bytes.
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("link")).unwrap();
+        let single = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(single.path(), [0u8; 7]).unwrap();
+        let sources = vec![
+            Source::Path(dir.path().to_owned()),
+            Source::Path(single.path().to_owned()),
+            Source::Path(dir.path().join("missing")),
+        ];
+        let (tx, mut rx) = mpsc::channel(2);
+        let walk = spawn_walk(
+            sources,
+            KeyPrefix::root(),
+            WalkOptions::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        let mut got = Vec::new();
+        while let Some(input) = rx.recv().await {
+            got.push(input);
+        }
+        let files = got
+            .iter()
+            .filter(|i| matches!(i, Input::File { .. }))
+            .count();
+        assert_eq!(files, 4);
+        let expected_inputs = if cfg!(unix) { 6 } else { 5 };
+        assert_eq!(got.len(), expected_inputs, "{got:?}");
+        assert_eq!(
+            walk.await.unwrap(),
+            Some(WalkTotals {
+                inputs: expected_inputs,
+                bytes: 10 + 2048 + 7
+            })
+        );
+
+        // A walk whose receiver goes away has no totals.
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let walk = spawn_walk(
+            vec![Source::Path(dir.path().to_owned())],
+            KeyPrefix::root(),
+            WalkOptions::default(),
+            tx,
+            CancellationToken::new(),
+        );
+        assert_eq!(walk.await.unwrap(), None);
+    }
 
     #[test]
     fn shards_parse_and_auto_reads_the_job_runners_index() {

@@ -190,10 +190,18 @@ async fn single(
     task: &FileTask,
     inline: Option<Inline>,
 ) -> Result<Stored, TransferError> {
+    // Bytes read whole were checked to be version `task.identity` of the file (its identity
+    // before the open equals the open file's after the read), so their checksum is that
+    // version's: cached without a stat. Anything else is stat'ed again after the PUT.
+    let read_whole = inline.is_some();
     let stored = single_put(job, task, inline).await?;
     if let Some(full) = stored.full.as_ref().filter(|_| job.checksums.is_some()) {
         // Sent and checked unchanged: the next sync need not read it, nor HEAD the object.
-        sync::remember(job, &task.path, task.identity, full).await;
+        if read_whole {
+            sync::remember_read(job, task.identity, full);
+        } else {
+            sync::remember(job, &task.path, task.identity, full).await;
+        }
         sync::remember_object(job, &task.key, stored.etag.as_deref(), full);
     }
     Ok(stored)
@@ -474,25 +482,29 @@ fn load(path: &Path, checksum: Option<ChecksumAlgorithm>) -> Result<Loaded, File
     }
     let size = meta.len();
     let modified = meta.modified().ok();
+    let identity = FileIdentity::of(&meta);
     let mut f = std::fs::File::open(path).map_err(unreadable)?;
     let content = if size <= INLINE_MAX {
-        read_whole(&mut f, size, modified, checksum)?
+        read_whole(&mut f, size, modified, identity, checksum)?
     } else {
         read_sample(&mut f, size).map_err(unreadable)?
     };
     Ok(Loaded {
         size,
         modified,
-        identity: FileIdentity::of(&meta),
+        identity,
         content,
     })
 }
 
-/// The whole of a small file, checked unchanged while it was read.
+/// The whole of a small file, checked unchanged while it was read: the open file is, after the
+/// read, the version `identity` that was stat'ed before the open (same inode, size, mtime and
+/// ctime), so the bytes are that version's.
 fn read_whole(
     f: &mut std::fs::File,
     size: u64,
     modified: Option<SystemTime>,
+    identity: Option<FileIdentity>,
     checksum: Option<ChecksumAlgorithm>,
 ) -> Result<Content, FileError> {
     use std::io::Read as _;
@@ -505,7 +517,11 @@ fn read_whole(
         .read_to_end(&mut data)
         .map_err(unreadable)?;
     let after = f.metadata().map_err(unreadable)?;
-    if data.len() as u64 != size || after.len() != size || after.modified().ok() != modified {
+    if data.len() as u64 != size
+        || after.len() != size
+        || after.modified().ok() != modified
+        || FileIdentity::of(&after) != identity
+    {
         return Err(FileError::new(
             ErrorCode::SourceChanged,
             format!(
