@@ -266,6 +266,11 @@ impl Uploader {
             cancel.clone(),
             Some(ev_tx),
         );
+        // The cache of this destination only (see `checksum::cache`).
+        let cache = self.config.checksum_cache.as_deref().map(|base| {
+            let prefix = dest.as_ref().map_or("", |d| d.prefix.as_str());
+            crate::checksum::cache::destination_path(base, self.store.location().as_deref(), prefix)
+        });
         job.sync = SyncState::new(self.config.skip_existing, dest);
         let rx = match &job.sync {
             Some(sync) => sync.relay(rx),
@@ -275,7 +280,6 @@ impl Uploader {
         if let Some(f) = feeder {
             tokio::spawn(f);
         }
-        let cache = self.config.checksum_cache.clone();
         let join = tokio::spawn(async move {
             if let Some(path) = cache {
                 let loaded = tokio::task::spawn_blocking(move || ChecksumCache::load(path)).await;

@@ -14,8 +14,13 @@
 //! ETag needs no HEAD to know the object's checksum (an object rewritten by anyone gets
 //! another ETag).
 //!
-//! Deliberately left out: eviction. Entries of files that no longer exist stay until the file
-//! is deleted; each costs about 80 bytes.
+//! One file per destination: a job loads and saves only the cache of its store location and key
+//! prefix ([`destination_path`]), so its cost follows that destination's history, not every
+//! upload this user ever made (a single file would grow with every key written anywhere, and
+//! be read and rewritten whole by every job). Files of destinations not written for
+//! [`STALE_AFTER`] are deleted when another cache is saved beside them. Within one
+//! destination there is no eviction: entries of files that no longer exist stay; each costs
+//! about 80 bytes.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -81,6 +86,68 @@ pub fn default_path() -> Option<PathBuf> {
     let state = var(crate::env::XDG_STATE_HOME)
         .or_else(|| var(crate::env::HOME).map(|h| h.join(".local/state")))?;
     Some(state.join("uploader").join("checksums"))
+}
+
+/// The cache file of one destination: `base` with a suffix that hashes the store `location`
+/// (endpoint and bucket) and the job's key `prefix`, e.g. `checksums.3fa2c1d4e5f60718`.
+pub fn destination_path(base: &Path, location: Option<&str>, prefix: &str) -> PathBuf {
+    use md5::Digest as _;
+    let mut h = md5::Md5::new();
+    h.update(location.unwrap_or("").as_bytes());
+    h.update([0]);
+    h.update(prefix.as_bytes());
+    let digest = h.finalize();
+    let mut name = base
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_else(|| "checksums".into());
+    name.push(".");
+    name.push(hex::encode(&digest[..8]));
+    base.with_file_name(name)
+}
+
+/// How long the cache of a destination that is not written again is kept (90 days).
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// Deletes the destination caches beside `path` (same base name, a 16-hex-digit suffix) that
+/// were last written more than [`STALE_AFTER`] ago. Nothing else in the directory is touched.
+fn prune_stale(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Some((base, _)) = name.rsplit_once('.') else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let Some(suffix) = n
+            .to_str()
+            .and_then(|n| n.strip_prefix(base)?.strip_prefix('.'))
+        else {
+            continue;
+        };
+        if suffix.len() != 16 || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if old {
+            debug!(path = %e.path().display(), "deleting a stale checksum cache");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A stored object's version (its ETag, quotes trimmed) and that version's full checksum, by
@@ -201,6 +268,7 @@ impl ChecksumCache {
         if let Err(e) = write_entries(&self.path, &all) {
             warn!(path = %self.path.display(), error = %e, "could not save the checksum cache (files will be hashed again next time)");
         }
+        prune_stale(&self.path);
     }
 }
 
@@ -400,6 +468,55 @@ mod tests {
             ChecksumCache::load(&p)
                 .get(&id(1), ChecksumAlgorithm::Crc32c)
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn each_destination_has_its_own_file_and_stale_ones_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("checksums");
+        let a = destination_path(&base, Some("http://h:1/bucket"), "p/");
+        let b = destination_path(&base, Some("http://h:1/bucket"), "q/");
+        let c = destination_path(&base, Some("http://h:2/bucket"), "p/");
+        assert_eq!(a, destination_path(&base, Some("http://h:1/bucket"), "p/"));
+        assert!(a != b && a != c && b != c);
+        let name = a.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with("checksums.") && name.len() == "checksums.".len() + 16);
+        assert_eq!(a.parent(), Some(dir.path()));
+
+        // Written for one destination, not seen by another.
+        let sum = Checksum::of_bytes(ChecksumAlgorithm::Crc32c, b"x");
+        let ca = ChecksumCache::load(&a);
+        ca.insert(id(1), sum.clone());
+        ca.save();
+        assert_eq!(
+            ChecksumCache::load(&a).get(&id(1), ChecksumAlgorithm::Crc32c),
+            Some(sum.clone())
+        );
+        assert_eq!(
+            ChecksumCache::load(&b).get(&id(1), ChecksumAlgorithm::Crc32c),
+            None
+        );
+
+        // A cache not written for over 90 days goes when another is saved; fresh ones, and
+        // files that are not destination caches, stay.
+        let stale = destination_path(&base, Some("http://old/bucket"), "");
+        let unrelated = dir.path().join("checksums.not-a-hash");
+        let legacy = dir.path().join("checksums");
+        for p in [&stale, &unrelated, &legacy] {
+            std::fs::write(p, "x").unwrap();
+            let f = std::fs::File::options().write(true).open(p).unwrap();
+            f.set_modified(std::time::SystemTime::now() - STALE_AFTER * 2)
+                .unwrap();
+        }
+        let cb = ChecksumCache::load(&b);
+        cb.insert(id(2), sum);
+        cb.save();
+        assert!(!stale.exists(), "the stale destination cache is deleted");
+        assert!(a.exists() && b.exists());
+        assert!(
+            unrelated.exists() && legacy.exists(),
+            "only destination caches are pruned"
         );
     }
 }
