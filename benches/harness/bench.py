@@ -208,6 +208,10 @@ def base_env():
         "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": KEY, "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": SECRET,
         "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
         "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        # uploader's checksum cache (one file per destination) and any other client state go
+        # here, not into the user's own state directory; every run writes to a new prefix, so
+        # each pays what a first upload to a destination costs.
+        "XDG_STATE_HOME": os.path.join(LAB, "results", "state"),
     })
     for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         env.pop(k, None)

@@ -24,6 +24,7 @@ COMPARE="${COMPARE:-0}"          # 1: also run a fixed set of clients on rclone-
 DECOMP="${DECOMP:-0}"            # 1: also split botocore's default SHA-256/CRC32 cost (discard server, +2 min)
 DAEMON="${DAEMON:-1}"            # 1: also time `uploader serve` against the CLI and load it (daemon_bench.py, +2-3 min)
 mkdir -p results conf
+rm -rf results/state   # the clients' state of the last run (bench.py sets XDG_STATE_HOME there)
 
 MOUNTED=0
 cleanup() {   # stop any server bench.py left behind (by PID only), then drop the tmpfs
