@@ -12,11 +12,14 @@ mod body;
 pub mod config;
 pub mod cors;
 mod form;
+mod origin;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod quota;
 pub mod serve;
 pub mod state;
+pub mod tenants;
 pub mod ui;
 pub mod upload;
 

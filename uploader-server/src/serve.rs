@@ -20,6 +20,7 @@ use crate::state::AppState;
 /// they get their per-file results); exit once every request has answered.
 pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
+    let auth = config.auth()?;
     let conn = Connection::open(&config.connect, &config.bucket).await?;
     let store = conn.store();
     validate::check(store, &config.root_prefix, false)
@@ -45,6 +46,7 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         config.auth_tokens(),
         Some(Arc::clone(store)),
     )
+    .with_auth(auth)
     .with_admin_tokens(&config.admin_tokens)
     .with_cors_origins(&config.cors_origins)
     .with_ui(config.ui);
@@ -52,12 +54,16 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);
+    #[cfg(unix)]
+    if config.scoped_tokens.is_some() && !config.no_auth {
+        tokio::spawn(reload_on_hangup(state.clone()));
+    }
     match &config.tls {
         None => {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("listening on {}", config.listen))?;
-            tracing::info!(addr = %listener.local_addr()?, auth = !config.auth_tokens().is_empty(), "serving HTTP");
+            tracing::info!(addr = %listener.local_addr()?, auth = state.auth_enabled(), "serving HTTP");
             eprintln!(
                 "uploader serve: listening on http://{}",
                 listener.local_addr()?
@@ -91,6 +97,28 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     }
     eprintln!("uploader serve: stopped");
     Ok(())
+}
+
+/// Re-reads the scoped tokens file on every SIGHUP. A file that does not parse is logged and
+/// ignored: the tokens in force stay (never no authentication).
+#[cfg(unix)]
+async fn reload_on_hangup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: the scoped tokens will not be re-read");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match state.reload_tokens() {
+            Ok(n) => {
+                tracing::info!(tokens = n, "scoped tokens re-read");
+                eprintln!("uploader serve: scoped tokens re-read ({n} in force)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the scoped tokens file was not re-read; the tokens in force stay");
+            }
+        }
+    }
 }
 
 /// Resolves when the server should stop accepting; cancels in-flight uploads after `grace`.
