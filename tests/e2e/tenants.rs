@@ -27,10 +27,18 @@ struct Reply {
 
 /// POSTs a multipart body built byte by byte (curl's `-F` would rewrite some filenames) to
 /// `/v1/uploads?<query>` with `headers`; `chunked` sends it without a Content-Length.
-async fn post(d: &Daemon, query: &str, parts: &[Part<'_>], headers: &[&str], chunked: bool) -> Reply {
+async fn post(
+    d: &Daemon,
+    query: &str,
+    parts: &[Part<'_>],
+    headers: &[&str],
+    chunked: bool,
+) -> Reply {
     let mut body = Vec::new();
     for (name, filename, data) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes(),
+        );
         if let Some(f) = filename {
             body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
         }
@@ -46,7 +54,9 @@ async fn post(d: &Daemon, query: &str, parts: &[Part<'_>], headers: &[&str], chu
     c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-D"])
         .arg(&head_path)
         .arg("-H")
-        .arg(format!("Content-Type: multipart/form-data; boundary={BOUNDARY}"))
+        .arg(format!(
+            "Content-Type: multipart/form-data; boundary={BOUNDARY}"
+        ))
         .arg("--data-binary")
         .arg(format!("@{}", body_path.display()));
     if chunked {
@@ -60,11 +70,15 @@ async fn post(d: &Daemon, query: &str, parts: &[Part<'_>], headers: &[&str], chu
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (json, status) = text.trim_end().rsplit_once('\n').unwrap_or_else(|| panic!("{text}"));
+    let (json, status) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("{text}"));
     let head = std::fs::read_to_string(&head_path).unwrap();
     let retry_after = head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("retry-after").then(|| value.trim().parse().unwrap())
+        name.eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().parse().unwrap())
     });
     Reply {
         status: status.parse().unwrap(),
@@ -75,14 +89,25 @@ async fn post(d: &Daemon, query: &str, parts: &[Part<'_>], headers: &[&str], chu
 
 /// `uploader token new --id ID --prefix P`: the token and the line for the file.
 fn new_token(home: &Path, id: &str, prefix: &str) -> (String, String) {
-    let out = uploader_e2e::run(uploader(home).args(["token", "new", "--id", id, "--prefix", prefix]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        uploader_e2e::run(uploader(home).args(["token", "new", "--id", id, "--prefix", prefix]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let (token, line) = (lines[0].to_owned(), lines[1].to_owned());
-    assert!(token.starts_with("upl_") && token.len() == 4 + 43, "{token}");
-    assert!(!line.contains(&token), "the line holds the hash, never the token: {line}");
+    assert!(
+        token.starts_with("upl_") && token.len() == 4 + 43,
+        "{token}"
+    );
+    assert!(
+        !line.contains(&token),
+        "the line holds the hash, never the token: {line}"
+    );
     assert!(line.starts_with(&format!("{id} sha256:")), "{line}");
     assert!(line.ends_with(&format!(" prefix={prefix}")), "{line}");
     (token, line)
@@ -94,7 +119,13 @@ fn bearer(token: &str) -> String {
 
 /// The daemon with `--scoped-tokens file`, JSON logs, CRC32C.
 fn daemon(t: &Target, home: &Path, file: &Path, extra: &[&str]) -> Daemon {
-    let mut flags = vec!["--log-format", "json", "--checksum", "crc32c", "--scoped-tokens"];
+    let mut flags = vec![
+        "--log-format",
+        "json",
+        "--checksum",
+        "crc32c",
+        "--scoped-tokens",
+    ];
     let file = file.to_str().unwrap();
     flags.push(file);
     flags.extend_from_slice(extra);
@@ -104,7 +135,12 @@ fn daemon(t: &Target, home: &Path, file: &Path, extra: &[&str]) -> Daemon {
 /// Every key in the bucket.
 async fn keys(t: &Target) -> Vec<String> {
     let store = t.direct().await;
-    list_all(&store, "").await.unwrap().into_iter().map(|o| o.key).collect()
+    list_all(&store, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
 }
 
 /// The access-log lines of the daemon's JSON log.
@@ -123,7 +159,9 @@ fn access_lines(log: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let (home, store_dir) = (tempdir(), tempdir());
-    let server = EmbeddedS3::start(store_dir.path(), "tenants").await.unwrap();
+    let server = EmbeddedS3::start(store_dir.path(), "tenants")
+        .await
+        .unwrap();
     let t = Target::embedded(&server);
     let (token_a, line_a) = new_token(home.path(), "tenant-a", "tenant-a/");
     let (token_b, line_b) = new_token(home.path(), "tenant-b", "tenant-b/");
@@ -147,7 +185,14 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let (mut stored, mut admitted) = (0, 0);
     for name in names {
         admitted += 1;
-        let r = post(&d, "", &[("file", Some(name), b"from tenant a\n")], &[&auth], false).await;
+        let r = post(
+            &d,
+            "",
+            &[("file", Some(name), b"from tenant a\n")],
+            &[&auth],
+            false,
+        )
+        .await;
         let result = &r.json["results"][0];
         match result["status"].as_str() {
             Some("uploaded") => {
@@ -162,12 +207,28 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
         }
     }
     assert!(stored >= 3, "the plain names are stored (under tenant-a/)");
-    for prefix in ["../tenant-b", "/tenant-b", "..%2Ftenant-b", "..\\tenant-b", "tenant-a/../../tenant-b"] {
+    for prefix in [
+        "../tenant-b",
+        "/tenant-b",
+        "..%2Ftenant-b",
+        "..\\tenant-b",
+        "tenant-a/../../tenant-b",
+    ] {
         // As a form field, then as a query parameter (percent-encoded, so the daemon decodes it).
-        let parts = [("prefix", None, prefix.as_bytes()), ("file", Some("p.txt"), &b"p\n"[..])];
+        let parts = [
+            ("prefix", None, prefix.as_bytes()),
+            ("file", Some("p.txt"), &b"p\n"[..]),
+        ];
         let r = post(&d, "", &parts, &[&auth], false).await;
         let query = format!("prefix={}", percent_encode(prefix));
-        let q = post(&d, &query, &[("file", Some("q.txt"), b"q\n")], &[&auth], false).await;
+        let q = post(
+            &d,
+            &query,
+            &[("file", Some("q.txt"), b"q\n")],
+            &[&auth],
+            false,
+        )
+        .await;
         // A bad query prefix is refused with the headers, before the request is admitted (and
         // counted); the field is read after.
         admitted += 1 + usize::from(q.status != 400);
@@ -183,7 +244,14 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
         }
     }
     // The same name with tenant b's token lands under tenant-b/ (the confinement is the token's).
-    let r = post(&d, "", &[("file", Some("b.txt"), b"from b\n")], &[&bearer(&token_b)], false).await;
+    let r = post(
+        &d,
+        "",
+        &[("file", Some("b.txt"), b"from b\n")],
+        &[&bearer(&token_b)],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.json);
     assert_eq!(r.json["results"][0]["key"], "tenant-b/b.txt");
 
@@ -192,27 +260,57 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     assert_eq!(b.len(), 1, "{all:?}");
     assert!(a.len() >= stored, "{all:?}");
     for k in &a {
-        assert!(k.starts_with("tenant-a/"), "{k} is outside tenant-a/: {all:?}");
+        assert!(
+            k.starts_with("tenant-a/"),
+            "{k} is outside tenant-a/: {all:?}"
+        );
     }
 
     // The access log names the token id of every authenticated upload, and never a token.
     let metrics = metrics_text(&d).await;
     let log = d.log();
     let lines = access_lines(&log);
-    let uploads: Vec<_> = lines.iter().filter(|l| l["span"]["path"] == "/v1/uploads").collect();
+    let uploads: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["path"] == "/v1/uploads")
+        .collect();
     assert_eq!(uploads.len(), names.len() + 2 * 5 + 1, "{log}");
-    let with_a = uploads.iter().filter(|l| l["span"]["token_id"] == "tenant-a").count();
+    let with_a = uploads
+        .iter()
+        .filter(|l| l["span"]["token_id"] == "tenant-a")
+        .count();
     assert_eq!(with_a, names.len() + 2 * 5, "{log}");
-    assert_eq!(uploads.last().unwrap()["span"]["token_id"], "tenant-b", "{log}");
+    assert_eq!(
+        uploads.last().unwrap()["span"]["token_id"],
+        "tenant-b",
+        "{log}"
+    );
     for secret in [&token_a, &token_b] {
-        assert!(!log.contains(secret.as_str()), "a token is in the log:\n{log}");
-        assert!(!metrics.contains(secret.as_str()), "a token is in the metrics");
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token is in the log:\n{log}"
+        );
+        assert!(
+            !metrics.contains(secret.as_str()),
+            "a token is in the metrics"
+        );
     }
-    let requests = |id: &str| metric(&metrics, &format!("uploader_token_requests_total{{token=\"{id}\"}}"));
+    let requests = |id: &str| {
+        metric(
+            &metrics,
+            &format!("uploader_token_requests_total{{token=\"{id}\"}}"),
+        )
+    };
     assert_eq!(requests("tenant-a"), admitted as f64, "{metrics}");
     assert_eq!(requests("tenant-b"), 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, "uploader_token_files_total{token=\"tenant-b\"}"), 1.0);
-    assert_eq!(metric(&metrics, "uploader_token_bytes_total{token=\"tenant-b\"}"), 7.0);
+    assert_eq!(
+        metric(&metrics, "uploader_token_files_total{token=\"tenant-b\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "uploader_token_bytes_total{token=\"tenant-b\"}"),
+        7.0
+    );
 }
 
 /// Quotas: past `requests_per_minute` a request gets 429 with `Retry-After`; a body declared
@@ -237,10 +335,24 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
     // Requests per minute.
     for i in 0..2 {
         let name = format!("r{i}.txt");
-        let r = post(&d, "", &[("file", Some(&name), b"r\n")], &[&bearer(&rq)], false).await;
+        let r = post(
+            &d,
+            "",
+            &[("file", Some(&name), b"r\n")],
+            &[&bearer(&rq)],
+            false,
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.json);
     }
-    let r = post(&d, "", &[("file", Some("r2.txt"), b"r\n")], &[&bearer(&rq)], false).await;
+    let r = post(
+        &d,
+        "",
+        &[("file", Some("r2.txt"), b"r\n")],
+        &[&bearer(&rq)],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 429, "{}", r.json);
     assert_eq!(r.json["code"], "quota_exceeded");
     let wait = r.retry_after.expect("Retry-After");
@@ -249,39 +361,103 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
     // Bytes per minute: 600 stored; a declared body of ~800 more refused unread; then a
     // chunked body (no declared length) of 300 + 300: the first fits, the second does not.
     let text600 = vec![b'a'; 600];
-    let r = post(&d, "", &[("file", Some("b0.txt"), &text600)], &[&bearer(&bq)], false).await;
+    let r = post(
+        &d,
+        "",
+        &[("file", Some("b0.txt"), &text600)],
+        &[&bearer(&bq)],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.json);
-    let r = post(&d, "", &[("file", Some("b1.txt"), &text600)], &[&bearer(&bq)], false).await;
+    let r = post(
+        &d,
+        "",
+        &[("file", Some("b1.txt"), &text600)],
+        &[&bearer(&bq)],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 429, "{}", r.json);
-    assert!(r.retry_after.is_some_and(|s| (1..=60).contains(&s)), "{:?}", r.retry_after);
+    assert!(
+        r.retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{:?}",
+        r.retry_after
+    );
     let text300 = vec![b'c'; 300];
-    let parts = [("file", Some("c0.txt"), &text300[..]), ("file", Some("c1.txt"), &text300[..])];
+    let parts = [
+        ("file", Some("c0.txt"), &text300[..]),
+        ("file", Some("c1.txt"), &text300[..]),
+    ];
     let r = post(&d, "", &parts, &[&bearer(&bq)], true).await;
     assert_eq!(r.status, 429, "{}", r.json);
     assert_eq!(r.json["code"], "quota_exceeded");
-    assert!(r.retry_after.is_some_and(|s| (1..=60).contains(&s)), "{:?}", r.retry_after);
+    assert!(
+        r.retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{:?}",
+        r.retry_after
+    );
     assert_eq!(r.json["results"][0]["status"], "uploaded", "{}", r.json);
     assert_eq!(r.json["results"][0]["key"], "bq/c0.txt", "{}", r.json);
     assert_eq!(r.json["results"][1]["status"], "failed", "{}", r.json);
 
     // Per-token sizes: a file over max_file_size is refused, a body over max_request_size too.
     let big = vec![b's'; 101];
-    let r = post(&d, "", &[("file", Some("s0.txt"), &big)], &[&bearer(&sz)], false).await;
+    let r = post(
+        &d,
+        "",
+        &[("file", Some("s0.txt"), &big)],
+        &[&bearer(&sz)],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.json);
     assert_eq!(r.json["results"][0]["error"]["code"], "file_too_large");
     let small = vec![b's'; 100];
-    let many: Vec<Part> = (0..30).map(|_| ("file", Some("s.txt"), &small[..])).collect();
+    let many: Vec<Part> = (0..30)
+        .map(|_| ("file", Some("s.txt"), &small[..]))
+        .collect();
     let r = post(&d, "", &many, &[&bearer(&sz)], false).await;
     assert_eq!(r.status, 413, "{}", r.json);
-    let r = post(&d, "", &[("file", Some("s1.txt"), &small)], &[&bearer(&sz)], false).await;
+    let r = post(
+        &d,
+        "",
+        &[("file", Some("s1.txt"), &small)],
+        &[&bearer(&sz)],
+        false,
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.json);
 
     let mut all = keys(&t).await;
     all.sort();
-    assert_eq!(all, ["bq/b0.txt", "bq/c0.txt", "rq/r0.txt", "rq/r1.txt", "sz/s1.txt"]);
+    assert_eq!(
+        all,
+        [
+            "bq/b0.txt",
+            "bq/c0.txt",
+            "rq/r0.txt",
+            "rq/r1.txt",
+            "sz/s1.txt"
+        ]
+    );
     let metrics = metrics_text(&d).await;
-    assert_eq!(metric(&metrics, "uploader_token_quota_refusals_total{token=\"rq\"}"), 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, "uploader_token_quota_refusals_total{token=\"bq\"}"), 2.0, "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            "uploader_token_quota_refusals_total{token=\"rq\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "uploader_token_quota_refusals_total{token=\"bq\"}"
+        ),
+        2.0,
+        "{metrics}"
+    );
 }
 
 /// Rotation: the file is edited and the real `uploader serve` gets SIGHUP; the new token works,
@@ -290,7 +466,9 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them() {
     let (home, store_dir) = (tempdir(), tempdir());
-    let server = EmbeddedS3::start(store_dir.path(), "rotation").await.unwrap();
+    let server = EmbeddedS3::start(store_dir.path(), "rotation")
+        .await
+        .unwrap();
     let t = Target::embedded(&server);
     let (old, old_line) = new_token(home.path(), "app", "app/");
     let (new, new_line) = new_token(home.path(), "app", "app/");
@@ -300,9 +478,15 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     let send = |token: String, name: &'static str| {
         let d = &d;
         async move {
-            post(d, "", &[("file", Some(name), b"rotated\n")], &[&bearer(&token)], false)
-                .await
-                .status
+            post(
+                d,
+                "",
+                &[("file", Some(name), b"rotated\n")],
+                &[&bearer(&token)],
+                false,
+            )
+            .await
+            .status
         }
     };
     assert_eq!(send(old.clone(), "1.txt").await, 201);
@@ -314,14 +498,22 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     assert_eq!(send(new.clone(), "3.txt").await, 201);
     assert_eq!(send(old.clone(), "4.txt").await, 401);
 
-    std::fs::write(&file, format!("{new_line}\n{new_line} max_file_size=lots\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("{new_line}\n{new_line} max_file_size=lots\n"),
+    )
+    .unwrap();
     d.signal("HUP");
     wait_for_log(&d, "the scoped tokens file was not re-read", 1).await;
     let log = d.log();
     let error = log.lines().find(|l| l.contains("was not re-read")).unwrap();
     assert!(error.contains("line 2"), "{error}");
     assert!(error.contains("\"level\":\"ERROR\""), "{error}");
-    assert_eq!(send(new.clone(), "5.txt").await, 201, "the tokens in force stay");
+    assert_eq!(
+        send(new.clone(), "5.txt").await,
+        201,
+        "the tokens in force stay"
+    );
     assert_eq!(send(old.clone(), "6.txt").await, 401);
     let r = post(&d, "", &[("file", Some("7.txt"), b"x\n")], &[], false).await;
     assert_eq!(r.status, 401, "never no authentication: {}", r.json);
@@ -333,7 +525,10 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     assert_eq!(all, ["app/1.txt", "app/3.txt", "app/5.txt"]);
     let log = d.log();
     for secret in [&old, &new] {
-        assert!(!log.contains(secret.as_str()), "a token is in the log:\n{log}");
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token is in the log:\n{log}"
+        );
     }
 }
 
@@ -346,12 +541,24 @@ fn a_malformed_tokens_file_is_refused_at_start_up_naming_the_line() {
     let h2 = format!("sha256:{}", "cd".repeat(32));
     let good = format!("one {h1} prefix=one/");
     for (second, reason) in [
-        (format!("two sha256:{} prefix=two/", "zz".repeat(32)), "not 64 hex digits"),
+        (
+            format!("two sha256:{} prefix=two/", "zz".repeat(32)),
+            "not 64 hex digits",
+        ),
         (format!("one {h2} prefix=two/"), "duplicate id \"one\""),
-        (format!("two {h1} prefix=two/"), "the same token hash as line 1"),
+        (
+            format!("two {h1} prefix=two/"),
+            "the same token hash as line 1",
+        ),
         (format!("two {h2} prefix=../x"), "invalid prefix \"../x\""),
-        (format!("two {h2} prefix=two/ colour=red"), "unknown field \"colour\""),
-        (format!("two {h2} prefix=two/ bytes_per_minute=many"), "bytes_per_minute=many"),
+        (
+            format!("two {h2} prefix=two/ colour=red"),
+            "unknown field \"colour\"",
+        ),
+        (
+            format!("two {h2} prefix=two/ bytes_per_minute=many"),
+            "bytes_per_minute=many",
+        ),
     ] {
         let file = write_file(home.path(), &format!("{good}\n{second}\n"));
         let out = uploader_e2e::run(
@@ -363,8 +570,14 @@ fn a_malformed_tokens_file_is_refused_at_start_up_naming_the_line() {
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{second}: {err}");
-        assert!(err.contains("--scoped-tokens") && err.contains(file.to_str().unwrap()), "{err}");
-        assert!(err.contains("line 2: ") && err.contains(reason), "{second}: {err}");
+        assert!(
+            err.contains("--scoped-tokens") && err.contains(file.to_str().unwrap()),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 2: ") && err.contains(reason),
+            "{second}: {err}"
+        );
         assert!(!err.contains("listening"), "{err}");
     }
 }
@@ -379,8 +592,14 @@ async fn a_cross_site_form_post_is_refused() {
     let (home, store_dir) = (tempdir(), tempdir());
     let server = EmbeddedS3::start(store_dir.path(), "csrf").await.unwrap();
     let t = Target::embedded(&server);
-    let flags = ["--checksum", "crc32c", "--cors-origin", "https://app.example.com"];
-    let d = tokio::task::block_in_place(|| Daemon::start_with(&t, home.path(), &t.endpoint, &flags));
+    let flags = [
+        "--checksum",
+        "crc32c",
+        "--cors-origin",
+        "https://app.example.com",
+    ];
+    let d =
+        tokio::task::block_in_place(|| Daemon::start_with(&t, home.path(), &t.endpoint, &flags));
     let own = format!("Origin: http://127.0.0.1:{}", d.port);
     let rebound = format!("Host: evil.example:{}", d.port);
     let rebound_origin = format!("Origin: http://evil.example:{}", d.port);
@@ -419,16 +638,24 @@ async fn wait_for_log(d: &Daemon, what: &str, n: usize) {
 
 async fn metrics_text(d: &Daemon) -> String {
     let url = format!("http://127.0.0.1:{}/metrics", d.port);
-    let out = tokio::task::spawn_blocking(move || Command::new("curl").args(["-s", &url]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl").args(["-s", &url]).output().unwrap()
+    })
+    .await
+    .unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// The value of the series `series` (name and labels, as rendered).
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 

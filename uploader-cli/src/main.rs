@@ -126,10 +126,9 @@ fn new_token(a: &args::TokenNewArgs) -> Result<u8, Fatal> {
     use base64::Engine as _;
     use rand::Rng as _;
     use uploader_server::tenants;
-    let id = a
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("token-{:08x}", rand::rng().random::<u32>()));
+    let id =
+        a.id.clone()
+            .unwrap_or_else(|| format!("token-{:08x}", rand::rng().random::<u32>()));
     tenants::check_id(&id)
         .map_err(anyhow::Error::msg)
         .context("--id")

@@ -81,9 +81,7 @@ impl Form {
         if declared.is_some_and(|n| n > limits.max_request_size) {
             return Err(too_large(limits.max_request_size));
         }
-        let prefix = query_prefix
-            .map(|p| join_prefix(root, p))
-            .transpose()?;
+        let prefix = query_prefix.map(|p| join_prefix(root, p)).transpose()?;
         let skip = query_skip.map(parse_skip).transpose()?;
         let failure = Arc::new(BodyFailure::default());
         let body = idle_guarded(

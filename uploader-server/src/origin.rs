@@ -62,7 +62,10 @@ fn is_loopback(host: &str) -> bool {
     let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
         return false;
     };
-    let name = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
@@ -75,10 +78,22 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_recognised() {
-        for h in ["localhost:8080", "LOCALHOST", "127.0.0.1:1", "127.9.9.9", "[::1]:80"] {
+        for h in [
+            "localhost:8080",
+            "LOCALHOST",
+            "127.0.0.1:1",
+            "127.9.9.9",
+            "[::1]:80",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["evil.example:8080", "10.0.0.1", "localhost.evil.example", "[::2]", ""] {
+        for h in [
+            "evil.example:8080",
+            "10.0.0.1",
+            "localhost.evil.example",
+            "[::2]",
+            "",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
     }

@@ -116,7 +116,10 @@ impl Quota {
         let now = Instant::now();
         let mut w = self.window.lock().expect("never poisoned");
         w.roll(now);
-        if rates.bytes.is_some_and(|max| w.bytes.saturating_add(n) > max) {
+        if rates
+            .bytes
+            .is_some_and(|max| w.bytes.saturating_add(n) > max)
+        {
             return Err(w.over("bytes per minute", now));
         }
         w.bytes += n;

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use uploader_core::{KeyPrefix, S3Store, Uploader};
 
 use crate::auth::Tokens;
-use crate::tenants::{Auth, TokensFileError};
 use crate::config::{CorsOrigin, Limits};
+use crate::tenants::{Auth, TokensFileError};
 
 /// State shared by every request. Cheap to clone (the fields are behind one `Arc`).
 #[derive(Clone)]

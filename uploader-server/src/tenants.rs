@@ -182,9 +182,13 @@ fn parse_line(line: &str) -> Result<TokenEntry, String> {
             "max_request_size" => limits.max_request_size = Some(size()?),
             "bytes_per_minute" => limits.rates.bytes = Some(size()?),
             "requests_per_minute" => {
-                let n = value.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("{name}={value}: expected a whole number of requests above 0")
-                })?;
+                let n = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!("{name}={value}: expected a whole number of requests above 0")
+                    })?;
                 limits.rates.requests = Some(n);
             }
             other => {
@@ -195,7 +199,8 @@ fn parse_line(line: &str) -> Result<TokenEntry, String> {
             }
         }
     }
-    let prefix = prefix.ok_or("no prefix=: every token is confined to a prefix (prefix=/ for the whole root)")?;
+    let prefix = prefix
+        .ok_or("no prefix=: every token is confined to a prefix (prefix=/ for the whole root)")?;
     Ok(TokenEntry {
         id: id.to_owned(),
         digest,
@@ -370,7 +375,9 @@ impl Auth {
                     id: e.id.clone(),
                     prefix: e.prefix.clone(),
                     limits: e.limits,
-                    quota: old.get(e.id.as_str()).map_or_else(Arc::default, |q| Arc::clone(q)),
+                    quota: old
+                        .get(e.id.as_str())
+                        .map_or_else(Arc::default, |q| Arc::clone(q)),
                 })
             })
             .collect();
@@ -447,23 +454,47 @@ mod tests {
     fn a_malformed_file_is_refused_naming_the_line() {
         let ok = format!("a {H1} prefix=a/");
         for (second, why) in [
-            (format!("b sha256:12zz prefix=b/"), "not 64 hex digits"),
-            (format!("b sha256:{} prefix=b/", "1".repeat(63)), "not 64 hex digits"),
-            (format!("b {} prefix=b/", &H2[7..]), "sha256:<64 hex digits>"),
-            (format!("a {H2} prefix=b/"), "duplicate id \"a\" (first on line 1)"),
+            ("b sha256:12zz prefix=b/".to_owned(), "not 64 hex digits"),
+            (
+                format!("b sha256:{} prefix=b/", "1".repeat(63)),
+                "not 64 hex digits",
+            ),
+            (
+                format!("b {} prefix=b/", &H2[7..]),
+                "sha256:<64 hex digits>",
+            ),
+            (
+                format!("a {H2} prefix=b/"),
+                "duplicate id \"a\" (first on line 1)",
+            ),
             (format!("b {H1} prefix=b/"), "the same token hash as line 1"),
             (format!("b {H2} prefix=../x"), "invalid prefix \"../x\""),
             (format!("b {H2} prefix=/x"), "invalid prefix \"/x\""),
             (format!("b {H2} prefix=a\\b"), "invalid prefix"),
             (format!("b {H2} prefix="), "empty prefix"),
             (format!("b {H2}"), "no prefix="),
-            (format!("b {H2} prefix=b/ colour=red"), "unknown field \"colour\""),
-            (format!("b {H2} prefix=b/ max_file_size=lots"), "max_file_size=lots"),
+            (
+                format!("b {H2} prefix=b/ colour=red"),
+                "unknown field \"colour\"",
+            ),
+            (
+                format!("b {H2} prefix=b/ max_file_size=lots"),
+                "max_file_size=lots",
+            ),
             (format!("b {H2} prefix=b/ max_file_size=0"), "above 0"),
-            (format!("b {H2} prefix=b/ requests_per_minute=1.5"), "whole number"),
+            (
+                format!("b {H2} prefix=b/ requests_per_minute=1.5"),
+                "whole number",
+            ),
             (format!("b {H2} prefix=b/ requests_per_minute=0"), "above 0"),
-            (format!("b {H2} prefix=b/ bytes_per_minute=-1"), "bytes_per_minute=-1"),
-            (format!("b {H2} prefix=b/ prefix=c/"), "prefix is given twice"),
+            (
+                format!("b {H2} prefix=b/ bytes_per_minute=-1"),
+                "bytes_per_minute=-1",
+            ),
+            (
+                format!("b {H2} prefix=b/ prefix=c/"),
+                "prefix is given twice",
+            ),
             (format!("b {H2} prefix=b/ max_request_size"), "NAME=VALUE"),
             (format!("plain {H2} prefix=b/"), "reserved"),
             (format!("anonymous {H2} prefix=b/"), "reserved"),
@@ -485,13 +516,21 @@ mod tests {
         let (t1, t2) = ("first-token-0123456789", "second-token-0123456789");
         std::fs::write(&file, line_for("one", t1, &KeyPrefix::new("one").unwrap())).unwrap();
         let auth = Auth::with_file(&["plain-token-0123456789".into()], &file).unwrap();
-        let id = |t: &str| auth.identify(Some(format!("Bearer {t}").as_bytes())).map(|i| i.id().to_owned());
+        let id = |t: &str| {
+            auth.identify(Some(format!("Bearer {t}").as_bytes()))
+                .map(|i| i.id().to_owned())
+        };
         assert_eq!(id(t1).as_deref(), Some("one"));
         assert_eq!(id("plain-token-0123456789").as_deref(), Some(PLAIN_ID));
         assert_eq!(id(t2), None);
         assert!(auth.identify(None).is_none());
-        let one = auth.identify(Some(format!("Bearer {t1}").as_bytes())).unwrap();
-        assert_eq!(one.root(&KeyPrefix::new("r").unwrap()).unwrap().as_str(), "r/one/");
+        let one = auth
+            .identify(Some(format!("Bearer {t1}").as_bytes()))
+            .unwrap();
+        assert_eq!(
+            one.root(&KeyPrefix::new("r").unwrap()).unwrap().as_str(),
+            "r/one/"
+        );
 
         // A bad file keeps the tokens in force.
         std::fs::write(&file, "one sha256:nothex prefix=one/\n").unwrap();
@@ -509,7 +548,9 @@ mod tests {
         assert_eq!(auth.reload(), Ok(2));
         assert_eq!(id(t2).as_deref(), Some("one"));
         assert_eq!(id(t1).as_deref(), Some("two"));
-        let again = auth.identify(Some(format!("Bearer {t2}").as_bytes())).unwrap();
+        let again = auth
+            .identify(Some(format!("Bearer {t2}").as_bytes()))
+            .unwrap();
         assert!(Arc::ptr_eq(&quota, again.quota()));
         assert_eq!(auth.ids(), ["one", "two"]);
 

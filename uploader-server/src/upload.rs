@@ -129,14 +129,7 @@ async fn read_files(
         );
         let upload = state
             .uploader
-            .upload_stream_skipping(
-                batch.len(),
-                key.clone(),
-                data,
-                max,
-                &state.shutdown,
-                skip,
-            )
+            .upload_stream_skipping(batch.len(), key.clone(), data, max, &state.shutdown, skip)
             .await;
         let end = upload.end().clone();
         batch.push(part.filename, &key, upload);
