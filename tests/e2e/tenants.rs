@@ -87,6 +87,26 @@ async fn post(
     }
 }
 
+/// POSTs one file `name` with `token`.
+async fn post_one(d: &Daemon, token: &str, name: &str, data: &[u8]) -> Reply {
+    post(
+        d,
+        "",
+        &[("file", Some(name), data)],
+        &[&bearer(token)],
+        false,
+    )
+    .await
+}
+
+/// A 429 `quota_exceeded` with a `Retry-After` of 1 to 60 seconds.
+fn assert_over_quota(r: &Reply) {
+    assert_eq!(r.status, 429, "{}", r.json);
+    assert_eq!(r.json["code"], "quota_exceeded", "{}", r.json);
+    let wait = r.retry_after.expect("Retry-After");
+    assert!((1..=60).contains(&wait), "{wait}");
+}
+
 /// `uploader token new --id ID --prefix P`: the token and the line for the file.
 fn new_token(home: &Path, id: &str, prefix: &str) -> (String, String) {
     let out =
@@ -185,14 +205,7 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let (mut stored, mut admitted) = (0, 0);
     for name in names {
         admitted += 1;
-        let r = post(
-            &d,
-            "",
-            &[("file", Some(name), b"from tenant a\n")],
-            &[&auth],
-            false,
-        )
-        .await;
+        let r = post_one(&d, &token_a, name, b"from tenant a\n").await;
         let result = &r.json["results"][0];
         match result["status"].as_str() {
             Some("uploaded") => {
@@ -244,14 +257,7 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
         }
     }
     // The same name with tenant b's token lands under tenant-b/ (the confinement is the token's).
-    let r = post(
-        &d,
-        "",
-        &[("file", Some("b.txt"), b"from b\n")],
-        &[&bearer(&token_b)],
-        false,
-    )
-    .await;
+    let r = post_one(&d, &token_b, "b.txt", b"from b\n").await;
     assert_eq!(r.status, 201, "{}", r.json);
     assert_eq!(r.json["results"][0]["key"], "tenant-b/b.txt");
 
@@ -333,84 +339,31 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
     let d = daemon(&t, home.path(), &file, &[]);
 
     // Requests per minute.
-    for i in 0..2 {
-        let name = format!("r{i}.txt");
-        let r = post(
-            &d,
-            "",
-            &[("file", Some(&name), b"r\n")],
-            &[&bearer(&rq)],
-            false,
-        )
-        .await;
+    for name in ["r0.txt", "r1.txt"] {
+        let r = post_one(&d, &rq, name, b"r\n").await;
         assert_eq!(r.status, 201, "{}", r.json);
     }
-    let r = post(
-        &d,
-        "",
-        &[("file", Some("r2.txt"), b"r\n")],
-        &[&bearer(&rq)],
-        false,
-    )
-    .await;
-    assert_eq!(r.status, 429, "{}", r.json);
-    assert_eq!(r.json["code"], "quota_exceeded");
-    let wait = r.retry_after.expect("Retry-After");
-    assert!((1..=60).contains(&wait), "{wait}");
+    assert_over_quota(&post_one(&d, &rq, "r2.txt", b"r\n").await);
 
     // Bytes per minute: 600 stored; a declared body of ~800 more refused unread; then a
     // chunked body (no declared length) of 300 + 300: the first fits, the second does not.
     let text600 = vec![b'a'; 600];
-    let r = post(
-        &d,
-        "",
-        &[("file", Some("b0.txt"), &text600)],
-        &[&bearer(&bq)],
-        false,
-    )
-    .await;
+    let r = post_one(&d, &bq, "b0.txt", &text600).await;
     assert_eq!(r.status, 201, "{}", r.json);
-    let r = post(
-        &d,
-        "",
-        &[("file", Some("b1.txt"), &text600)],
-        &[&bearer(&bq)],
-        false,
-    )
-    .await;
-    assert_eq!(r.status, 429, "{}", r.json);
-    assert!(
-        r.retry_after.is_some_and(|s| (1..=60).contains(&s)),
-        "{:?}",
-        r.retry_after
-    );
+    assert_over_quota(&post_one(&d, &bq, "b1.txt", &text600).await);
     let text300 = vec![b'c'; 300];
     let parts = [
         ("file", Some("c0.txt"), &text300[..]),
         ("file", Some("c1.txt"), &text300[..]),
     ];
     let r = post(&d, "", &parts, &[&bearer(&bq)], true).await;
-    assert_eq!(r.status, 429, "{}", r.json);
-    assert_eq!(r.json["code"], "quota_exceeded");
-    assert!(
-        r.retry_after.is_some_and(|s| (1..=60).contains(&s)),
-        "{:?}",
-        r.retry_after
-    );
+    assert_over_quota(&r);
     assert_eq!(r.json["results"][0]["status"], "uploaded", "{}", r.json);
     assert_eq!(r.json["results"][0]["key"], "bq/c0.txt", "{}", r.json);
     assert_eq!(r.json["results"][1]["status"], "failed", "{}", r.json);
 
     // Per-token sizes: a file over max_file_size is refused, a body over max_request_size too.
-    let big = vec![b's'; 101];
-    let r = post(
-        &d,
-        "",
-        &[("file", Some("s0.txt"), &big)],
-        &[&bearer(&sz)],
-        false,
-    )
-    .await;
+    let r = post_one(&d, &sz, "s0.txt", &[b's'; 101]).await;
     assert_eq!(r.status, 422, "{}", r.json);
     assert_eq!(r.json["results"][0]["error"]["code"], "file_too_large");
     let small = vec![b's'; 100];
@@ -419,16 +372,8 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
         .collect();
     let r = post(&d, "", &many, &[&bearer(&sz)], false).await;
     assert_eq!(r.status, 413, "{}", r.json);
-    let r = post(
-        &d,
-        "",
-        &[("file", Some("s1.txt"), &small)],
-        &[&bearer(&sz)],
-        false,
-    )
-    .await;
+    let r = post_one(&d, &sz, "s1.txt", &small).await;
     assert_eq!(r.status, 201, "{}", r.json);
-
     let mut all = keys(&t).await;
     all.sort();
     assert_eq!(
@@ -477,17 +422,7 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     let pid = d.pid();
     let send = |token: String, name: &'static str| {
         let d = &d;
-        async move {
-            post(
-                d,
-                "",
-                &[("file", Some(name), b"rotated\n")],
-                &[&bearer(&token)],
-                false,
-            )
-            .await
-            .status
-        }
+        async move { post_one(d, &token, name, b"rotated\n").await.status }
     };
     assert_eq!(send(old.clone(), "1.txt").await, 201);
     assert_eq!(send(new.clone(), "2.txt").await, 401);
