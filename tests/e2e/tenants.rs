@@ -558,6 +558,68 @@ async fn a_cross_site_form_post_is_refused() {
     assert_eq!(all, ["cors.txt", "curl.txt", "own.txt"]);
 }
 
+/// A page of another site that posts a file to the daemon as a "simple" request (`no-cors`,
+/// multipart/form-data, no custom header: no preflight), as a hidden form on any web page could.
+const CROSS_SITE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>elsewhere</title></head><body><script>
+window.crossSite = async (api) => {
+  const form = new FormData();
+  form.append("file", new Blob(["cross-site\n"], {type: "text/plain"}), "csrf.txt");
+  try {
+    const r = await fetch(api + "/v1/uploads", {method: "POST", mode: "no-cors", body: form});
+    return "sent: " + r.type;
+  } catch (e) {
+    return "error: " + e.name;
+  }
+};
+</script></body></html>
+"#;
+
+/// In a real browser: the page of another origin makes the browser post to a loopback daemon
+/// without tokens; the post reaches the daemon (its access log has it, with 403) and nothing
+/// is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_cannot_be_made_to_post_to_the_daemon_from_another_site() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let server = EmbeddedS3::start(store_dir.path(), "csrf-browser")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    let flags = ["--checksum", "crc32c", "--log-format", "json"];
+    let d =
+        tokio::task::block_in_place(|| Daemon::start_with(&t, home.path(), &t.endpoint, &flags));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Html(CROSS_SITE) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let b = uploader_e2e::webdriver::Browser::start().await;
+    b.goto(&format!("{page}/")).await;
+    let api = format!("http://127.0.0.1:{}", d.port);
+    let v = b
+        .execute_async(
+            "crossSite(arguments[0]).then(arguments[1]);",
+            serde_json::json!([api]),
+        )
+        .await;
+    drop(b);
+    assert_eq!(
+        v, "sent: opaque",
+        "the browser sent it (and hid the answer)"
+    );
+    let log = d.log();
+    let posts: Vec<_> = access_lines(&log)
+        .into_iter()
+        .filter(|l| l["span"]["method"] == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{log}");
+    assert_eq!(posts[0]["status"], 403, "{log}");
+    assert_eq!(keys(&t).await, Vec::<String>::new());
+}
+
 /// Waits until the daemon's log has `n` lines containing `what`.
 async fn wait_for_log(d: &Daemon, what: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
