@@ -64,7 +64,7 @@ pub struct TokenEntry {
 
 /// A tokens file that cannot be used: the line and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[error("{}{message}", if *line == 0 { String::new() } else { format!("line {line}: ") })]
 pub struct TokensFileError {
     /// 1-based line number (0: the file as a whole).
     pub line: usize,
@@ -532,7 +532,9 @@ mod tests {
             "r/one/"
         );
 
-        // A bad file keeps the tokens in force.
+        // A bad file keeps the tokens in force; so does one that cannot be read.
+        let gone = Auth::with_file(&[], &dir.path().join("missing")).unwrap_err();
+        assert!(gone.to_string().starts_with("cannot read it: "), "{gone}");
         std::fs::write(&file, "one sha256:nothex prefix=one/\n").unwrap();
         assert_eq!(auth.reload().unwrap_err().line, 1);
         assert_eq!(id(t1).as_deref(), Some("one"));
