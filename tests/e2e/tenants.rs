@@ -407,7 +407,8 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
 
 /// Rotation: the file is edited and the real `uploader serve` gets SIGHUP; the new token works,
 /// the removed one gets 401, with no restart (same process). A file that does not parse on a
-/// later SIGHUP is logged and the tokens in force stay (never no authentication).
+/// later SIGHUP is logged and the tokens in force stay (never no authentication). An edit
+/// without a signal is noticed too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them() {
     let (home, store_dir) = (tempdir(), tempdir());
@@ -429,7 +430,7 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
 
     std::fs::write(&file, format!("# rotated\n{new_line}\n")).unwrap();
     d.signal("HUP");
-    wait_for_log(&d, "scoped tokens re-read (1 in force)", 1).await;
+    wait_for_log(&d, "scoped tokens re-read on SIGHUP (1 in force)", 1).await;
     assert_eq!(send(new.clone(), "3.txt").await, 201);
     assert_eq!(send(old.clone(), "4.txt").await, 401);
 
@@ -439,7 +440,7 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     )
     .unwrap();
     d.signal("HUP");
-    wait_for_log(&d, "the scoped tokens file was not re-read", 1).await;
+    wait_for_log(&d, "the scoped tokens file was not re-read on SIGHUP", 1).await;
     let log = d.log();
     let error = log.lines().find(|l| l.contains("was not re-read")).unwrap();
     assert!(error.contains("line 2"), "{error}");
@@ -453,13 +454,20 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     let r = post(&d, "", &[("file", Some("7.txt"), b"x\n")], &[], false).await;
     assert_eq!(r.status, 401, "never no authentication: {}", r.json);
 
+    // Without a signal: a change of the file is noticed within a few seconds.
+    let (third, third_line) = new_token(home.path(), "other", "other/");
+    std::fs::write(&file, format!("{third_line}\n")).unwrap();
+    wait_for_log(&d, "scoped tokens re-read after a change (1 in force)", 1).await;
+    assert_eq!(send(third.clone(), "8.txt").await, 201);
+    assert_eq!(send(new.clone(), "9.txt").await, 401);
+
     assert!(d.running(), "the daemon is still the same process");
     assert_eq!(d.pid(), pid);
     let mut all = keys(&t).await;
     all.sort();
-    assert_eq!(all, ["app/1.txt", "app/3.txt", "app/5.txt"]);
+    assert_eq!(all, ["app/1.txt", "app/3.txt", "app/5.txt", "other/8.txt"]);
     let log = d.log();
-    for secret in [&old, &new] {
+    for secret in [&old, &new, &third] {
         assert!(
             !log.contains(secret.as_str()),
             "a token is in the log:\n{log}"

@@ -452,7 +452,8 @@ pub struct ServeArgs {
     pub token_file: Option<PathBuf>,
     /// File of hashed tokens, one per line: `ID sha256:HEX prefix=P [max_file_size=SIZE]
     /// [max_request_size=SIZE] [requests_per_minute=N] [bytes_per_minute=SIZE]`; each token
-    /// writes only under its prefix. Re-read on SIGHUP. `uploader token new` makes the lines.
+    /// writes only under its prefix. Re-read when it changes and on SIGHUP. `uploader token new`
+    /// makes the lines.
     #[arg(
         long,
         value_name = "FILE",

@@ -84,7 +84,7 @@ pub struct ServerConfig {
     /// Accepted bearer tokens (default: none).
     pub tokens: Vec<String>,
     /// The scoped tokens file: hashed tokens, each with an id, a prefix and limits (default:
-    /// none). Read at start-up and on SIGHUP.
+    /// none). Read at start-up, when it changes and on SIGHUP.
     pub scoped_tokens: Option<PathBuf>,
     /// Serve without authentication, tokens or not (default: no; needed without tokens on a
     /// non-loopback address).

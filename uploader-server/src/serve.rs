@@ -1,6 +1,7 @@
 //! Running the daemon: fail-fast validation, listening (HTTP or HTTPS), graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,9 +55,8 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);
-    #[cfg(unix)]
-    if config.scoped_tokens.is_some() && !config.no_auth {
-        tokio::spawn(reload_on_hangup(state.clone()));
+    if let Some(path) = config.scoped_tokens.clone().filter(|_| !config.no_auth) {
+        tokio::spawn(watch_tokens(state.clone(), path));
     }
     match &config.tls {
         None => {
@@ -99,23 +99,59 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-reads the scoped tokens file on every SIGHUP. A file that does not parse is logged and
-/// ignored: the tokens in force stay (never no authentication).
-#[cfg(unix)]
-async fn reload_on_hangup(state: AppState) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot listen for SIGHUP: the scoped tokens will not be re-read");
-        return;
+/// How often the scoped tokens file is checked for a change.
+pub const TOKENS_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads the scoped tokens file on every SIGHUP, and when its content changes (checked
+/// every [`TOKENS_POLL`]: a Kubernetes Secret or ConfigMap volume is updated without a signal,
+/// by swapping a symbolic link, which file-event watchers miss; reading a small file every two
+/// seconds costs nothing). A file that does not parse or cannot be read is logged and ignored:
+/// the tokens in force stay (never no authentication).
+async fn watch_tokens(state: AppState, path: PathBuf) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: the scoped tokens are re-read on change only");
+            None
+        }
     };
-    while hup.recv().await.is_some() {
+    let content = |path: &PathBuf| {
+        let path = path.clone();
+        async move {
+            tokio::fs::read(&path)
+                .await
+                .ok()
+                .map(|b| crate::tenants::digest(&b))
+        }
+    };
+    let mut last = content(&path).await;
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = hangup => "on SIGHUP",
+            () = tokio::time::sleep(TOKENS_POLL) => "after a change",
+        };
+        let now = content(&path).await;
+        if why == "after a change" && now == last {
+            continue;
+        }
+        last = now;
         match state.reload_tokens() {
             Ok(n) => {
-                tracing::info!(tokens = n, "scoped tokens re-read");
-                eprintln!("uploader serve: scoped tokens re-read ({n} in force)");
+                tracing::info!(tokens = n, "scoped tokens re-read {why}");
+                eprintln!("uploader serve: scoped tokens re-read {why} ({n} in force)");
             }
             Err(e) => {
-                tracing::error!(error = %e, "the scoped tokens file was not re-read; the tokens in force stay");
+                tracing::error!(error = %e, "the scoped tokens file was not re-read {why}; the tokens in force stay");
             }
         }
     }

@@ -10,8 +10,8 @@
 //! Every token is confined to its `prefix` (under the daemon's root prefix): the client's own
 //! `prefix` goes below it, and keys are derived under that, so no field or filename reaches
 //! outside. The file is parsed strictly (an unknown option, a duplicate id or hash, a bad
-//! prefix or limit is an error naming the line) and re-read on SIGHUP ([`Auth::reload`]); a
-//! bad file then keeps the tokens in force.
+//! prefix or limit is an error naming the line) and re-read on SIGHUP or when it changes
+//! ([`Auth::reload`]); a bad file then keeps the tokens in force.
 //!
 //! [`Auth`] also holds the plain tokens (`--tokens`, `--token-file`), which have the id
 //! [`PLAIN_ID`], the daemon's whole root and no quotas; without any token, every request is
