@@ -136,14 +136,19 @@ async fn watch_tokens(state: AppState, path: PathBuf) {
         };
         #[cfg(not(unix))]
         let hangup = std::future::pending::<Option<()>>();
-        let why = tokio::select! {
-            _ = hangup => "on SIGHUP",
-            () = tokio::time::sleep(TOKENS_POLL) => "after a change",
+        let signalled = tokio::select! {
+            _ = hangup => true,
+            () = tokio::time::sleep(TOKENS_POLL) => false,
         };
         let now = content(&path).await;
-        if why == "after a change" && now == last {
+        if !signalled && now == last {
             continue;
         }
+        let why = if signalled {
+            "on SIGHUP"
+        } else {
+            "after a change"
+        };
         last = now;
         match state.reload_tokens() {
             Ok(n) => {
