@@ -158,11 +158,26 @@ impl Daemon {
 
     /// Sends SIGTERM, the graceful shutdown signal (with `kill`, by PID).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`) with `kill`, by PID.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -TERM {}", self.child.id());
+        assert!(status.success(), "kill -{name} {}", self.child.id());
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Waits up to `within` for the process to exit; its status. Panics (with the daemon's

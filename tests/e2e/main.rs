@@ -13,3 +13,4 @@ mod replicas;
 mod shard;
 mod stores;
 mod sync;
+mod tenants;

@@ -76,6 +76,27 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Run the HTTP batch upload daemon (POST /v1/uploads).
     Serve(Box<ServeArgs>),
+    /// Scoped tokens of the daemon (`uploader serve --scoped-tokens`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random token (once, on stdout's first line) and the line to add to the
+    /// --scoped-tokens file (second line: its id, SHA-256 hash and prefix; never the token).
+    New(TokenNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenNewArgs {
+    /// The token's id in logs and metrics (default: token- and 8 random hex digits).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// The key prefix the token is confined to, under the daemon's --root-prefix; `/` is the
+    /// whole root (default: the id).
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -429,6 +450,17 @@ pub struct ServeArgs {
     /// File of bearer tokens, one per line (several for rotation).
     #[arg(long, env = env::UPLOADER_TOKEN_FILE, help_heading = "Authentication")]
     pub token_file: Option<PathBuf>,
+    /// File of hashed tokens, one per line: `ID sha256:HEX prefix=P [max_file_size=SIZE]
+    /// [max_request_size=SIZE] [requests_per_minute=N] [bytes_per_minute=SIZE]`; each token
+    /// writes only under its prefix. Re-read when it changes and on SIGHUP. `uploader token new`
+    /// makes the lines.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = env::UPLOADER_SCOPED_TOKENS,
+        help_heading = "Authentication"
+    )]
+    pub scoped_tokens: Option<PathBuf>,
     /// Bearer tokens, comma-separated (prefer --token-file: environments leak).
     #[arg(
         long,

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Command::Check(a) => check(out, a).await,
             Command::Cleanup(a) => cleanup(out, a).await,
             Command::Serve(a) => serve(a).await,
+            Command::Token(args::TokenCommand::New(a)) => new_token(a),
         }
     });
     match result {
@@ -117,6 +118,38 @@ async fn serve(args: &ServeArgs) -> Result<u8, Fatal> {
         .await
         .map(|()| exit::OK)
         .map_err(usage)
+}
+
+/// `uploader token new`: 32 random bytes, base64url, after `upl_` (so secret scanners can
+/// match it); the token on stdout's first line, the line for the file on the second.
+fn new_token(a: &args::TokenNewArgs) -> Result<u8, Fatal> {
+    use base64::Engine as _;
+    use rand::Rng as _;
+    use uploader_server::tenants;
+    let id =
+        a.id.clone()
+            .unwrap_or_else(|| format!("token-{:08x}", rand::rng().random::<u32>()));
+    tenants::check_id(&id)
+        .map_err(anyhow::Error::msg)
+        .context("--id")
+        .map_err(usage)?;
+    let prefix = a.prefix.clone().unwrap_or_else(|| format!("{id}/"));
+    let prefix = tenants::parse_prefix(&prefix)
+        .map_err(anyhow::Error::msg)
+        .context("--prefix")
+        .map_err(usage)?;
+    let bytes: [u8; 32] = rand::rng().random();
+    let token = format!(
+        "upl_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    println!("{token}");
+    println!("{}", tenants::line_for(&id, &token, &prefix));
+    eprintln!(
+        "uploader token: the first line is the token (shown only now: give it to the client); \
+         add the second line to the --scoped-tokens file, then send the daemon SIGHUP"
+    );
+    Ok(exit::OK)
 }
 
 /// `upload` and `sync` (an upload with a skip mode, and maybe `--delete`).

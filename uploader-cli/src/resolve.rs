@@ -387,6 +387,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             tls: a.tls_cert.clone().zip(a.tls_key.clone()),
             shutdown_grace: parse_duration(&a.shutdown_grace).context("--shutdown-grace")?,
             tokens,
+            scoped_tokens: a.scoped_tokens.clone(),
             no_auth: a.no_auth,
             limits: uploader_server::Limits {
                 max_file_size: parse_size(&a.max_file_size).context("--max-file-size")?,

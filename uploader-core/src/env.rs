@@ -96,6 +96,8 @@ pub const UPLOADER_SHUTDOWN_GRACE: &str = "UPLOADER_SHUTDOWN_GRACE";
 pub const UPLOADER_TOKEN_FILE: &str = "UPLOADER_TOKEN_FILE";
 /// Bearer tokens, comma-separated (`--tokens`; prefer the token file).
 pub const UPLOADER_TOKENS: &str = "UPLOADER_TOKENS";
+/// File of hashed tokens, each with an id, a prefix and limits (`--scoped-tokens`).
+pub const UPLOADER_SCOPED_TOKENS: &str = "UPLOADER_SCOPED_TOKENS";
 /// Tokens of the admin API (`PUT /v1/limits`), comma-separated (`--admin-tokens`).
 pub const UPLOADER_ADMIN_TOKENS: &str = "UPLOADER_ADMIN_TOKENS";
 /// Serve without authentication (`--no-auth`).

@@ -2,7 +2,8 @@
 //! with the callbacks of this module.
 //!
 //! The line is an event of target [`TARGET`] (`uploader_server::access`) inside a span of the
-//! same target that carries `request_id`, `method`, `path` and `client`; the event carries
+//! same target that carries `request_id`, `method`, `path`, `client` and, once the request is
+//! authenticated, `token_id` (the id of its token, never the token); the event carries
 //! `status`, `files`, `bytes` and `duration_ms`. Every other log line of the request is inside
 //! the same span, so it carries the request id too. Never logged: headers (the
 //! `Authorization` header and its token among them), the query string (client-chosen text
@@ -96,6 +97,7 @@ pub fn make_span(req: &Request<Body>) -> Span {
         method = %req.method(),
         path = %path,
         client = %client,
+        token_id = tracing::field::Empty,
     )
 }
 

@@ -87,6 +87,10 @@ pub fn app(state: AppState) -> Router {
         .option_layer(crate::cors::layer(&state.cors_origins));
     router
         .fallback(|| async { ApiError::new(ProblemKind::NotFound, "no such route") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::origin::guard,
+        ))
         .layer(DefaultBodyLimit::disable())
         .layer(layers)
         .with_state(state)
@@ -129,9 +133,11 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    if !state.tokens.check(auth) {
+    let Some(identity) = state.auth.identify(auth) else {
         return ApiError::unauthorized().into_response();
-    }
+    };
+    // The access-log line names the token by its id (never the token).
+    tracing::Span::current().record("token_id", identity.id());
     if state.is_draining() {
         return ApiError::new(
             ProblemKind::ShuttingDown,
@@ -143,6 +149,7 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         return ApiError::overloaded().into_response();
     };
     req.extensions_mut().insert(Slot::new(permit));
+    req.extensions_mut().insert(identity);
     next.run(req).await
 }
 

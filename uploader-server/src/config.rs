@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Accepted bearer tokens (default: none).
     pub tokens: Vec<String>,
+    /// The scoped tokens file: hashed tokens, each with an id, a prefix and limits (default:
+    /// none). Read at start-up, when it changes and on SIGHUP.
+    pub scoped_tokens: Option<PathBuf>,
     /// Serve without authentication, tokens or not (default: no; needed without tokens on a
     /// non-loopback address).
     pub no_auth: bool,
@@ -114,6 +117,7 @@ impl ServerConfig {
             tls: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             tokens: Vec::new(),
+            scoped_tokens: None,
             no_auth: false,
             limits: Limits::default(),
             rates: RateLimits::unlimited(),
@@ -134,6 +138,22 @@ impl ServerConfig {
         if self.no_auth { &[] } else { &self.tokens }
     }
 
+    /// The upload tokens: the plain ones and those of the scoped tokens file (read now); none
+    /// with `no_auth`. An admin token that is also a scoped token is refused.
+    pub fn auth(&self) -> anyhow::Result<crate::tenants::Auth> {
+        use anyhow::Context as _;
+        let plain = self.auth_tokens();
+        let Some(file) = self.scoped_tokens.as_ref().filter(|_| !self.no_auth) else {
+            return Ok(crate::tenants::Auth::new(plain));
+        };
+        let auth = crate::tenants::Auth::with_file(plain, file)
+            .with_context(|| format!("--scoped-tokens {}", file.display()))?;
+        if self.admin_tokens.iter().any(|a| auth.has_scoped(a)) {
+            return Err(ServerConfigError::AdminTokenReused.into());
+        }
+        Ok(auth)
+    }
+
     /// Checks the settings together (the upload settings included).
     pub fn validate(&self) -> Result<(), ServerConfigError> {
         if self
@@ -147,7 +167,11 @@ impl ServerConfig {
         if self.admin_tokens.iter().any(|a| self.tokens.contains(a)) {
             return Err(ServerConfigError::AdminTokenReused);
         }
-        if self.tokens.is_empty() && !self.no_auth && !self.listen.ip().is_loopback() {
+        if self.tokens.is_empty()
+            && self.scoped_tokens.is_none()
+            && !self.no_auth
+            && !self.listen.ip().is_loopback()
+        {
             return Err(ServerConfigError::NoAuth(self.listen));
         }
         if self.limits.max_files == 0 || self.limits.max_concurrent_uploads == 0 {
@@ -176,8 +200,8 @@ pub enum ServerConfigError {
     #[error("bearer tokens must be at least {MIN_TOKEN_LEN} characters long")]
     ShortToken,
     #[error(
-        "refusing to serve {0} without authentication: give tokens (--token-file or \
-         UPLOADER_TOKENS), or pass --no-auth explicitly"
+        "refusing to serve {0} without authentication: give tokens (--scoped-tokens, \
+         --token-file or UPLOADER_TOKENS), or pass --no-auth explicitly"
     )]
     NoAuth(SocketAddr),
     #[error("--max-files and --max-concurrent-uploads must be at least 1")]

@@ -13,8 +13,8 @@ use futures::stream::BoxStream;
 use uploader_core::{ErrorCode, FileError, KeyPrefix, ObjectKey, SkipMode};
 
 use crate::body::{BodyFailure, idle_guarded};
+use crate::config::Limits;
 use crate::problem::{ApiError, ProblemKind};
-use crate::state::AppState;
 
 /// Field names that carry files (any part with a filename is a file, whatever its name).
 const FILE_FIELDS: &[&str] = &["file", "files", "files[]"];
@@ -32,6 +32,8 @@ pub(crate) struct Form {
     pub skip: Option<SkipMode>,
     files: usize,
     max_files: usize,
+    /// The body's declared length (`Content-Length`), if any.
+    pub declared: Option<u64>,
 }
 
 /// One file part: its name as sent, its key (or why it has none), and its data.
@@ -42,14 +44,15 @@ pub(crate) struct FilePart {
 }
 
 impl Form {
-    /// Checks the headers (type, boundary, declared length) and starts reading the body.
+    /// Checks the headers (type, boundary, declared length) and starts reading the body; keys
+    /// go under `root` (the daemon's root prefix and the token's).
     pub(crate) fn open(
-        state: &AppState,
+        root: &KeyPrefix,
+        limits: &Limits,
         req: Request,
         query_prefix: Option<&str>,
         query_skip: Option<&str>,
     ) -> Result<Form, ApiError> {
-        let limits = &state.limits;
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -78,9 +81,7 @@ impl Form {
         if declared.is_some_and(|n| n > limits.max_request_size) {
             return Err(too_large(limits.max_request_size));
         }
-        let prefix = query_prefix
-            .map(|p| join_prefix(&state.root_prefix, p))
-            .transpose()?;
+        let prefix = query_prefix.map(|p| join_prefix(root, p)).transpose()?;
         let skip = query_skip.map(parse_skip).transpose()?;
         let failure = Arc::new(BodyFailure::default());
         let body = idle_guarded(
@@ -93,11 +94,12 @@ impl Form {
         Ok(Form {
             multipart: multer::Multipart::with_constraints(body, boundary, constraints),
             failure,
-            root: state.root_prefix.clone(),
+            root: root.clone(),
             prefix,
             skip,
             files: 0,
             max_files: limits.max_files,
+            declared,
         })
     }
 

@@ -14,9 +14,12 @@ pub mod cors;
 mod form;
 pub mod metrics;
 pub mod openapi;
+mod origin;
 pub mod problem;
+pub mod quota;
 pub mod serve;
 pub mod state;
+pub mod tenants;
 pub mod ui;
 pub mod upload;
 

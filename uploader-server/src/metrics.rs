@@ -31,6 +31,24 @@ pub(crate) fn batch_done(status: u16, elapsed: std::time::Duration) {
     metrics::histogram!("uploader_batch_duration_seconds").record(elapsed.as_secs_f64());
 }
 
+/// Per-token counters. The `token` label is a token id: one of the configured ids, `plain` or
+/// `anonymous`, never a token, so the set of label values is bounded by the operator's file.
+pub(crate) fn token_request(id: &str) {
+    metrics::counter!("uploader_token_requests_total", "token" => id.to_owned()).increment(1);
+}
+
+/// A request of token `id` refused for its quota.
+pub(crate) fn token_refused(id: &str) {
+    metrics::counter!("uploader_token_quota_refusals_total", "token" => id.to_owned()).increment(1);
+}
+
+/// The files and stored bytes of a request of token `id`.
+pub(crate) fn token_batch(id: &str, files: usize, bytes: u64) {
+    metrics::counter!("uploader_token_files_total", "token" => id.to_owned())
+        .increment(files as u64);
+    metrics::counter!("uploader_token_bytes_total", "token" => id.to_owned()).increment(bytes);
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!("uploader_files_total", "Files processed, by outcome");
@@ -47,6 +65,19 @@ fn describe() {
         "Multipart uploads aborted"
     );
     describe_gauge!("uploader_in_flight_requests", "S3 requests in flight");
+    describe_counter!(
+        "uploader_token_requests_total",
+        "Upload requests admitted, by token id"
+    );
+    describe_counter!(
+        "uploader_token_quota_refusals_total",
+        "Upload requests refused for a quota (429), by token id"
+    );
+    describe_counter!(
+        "uploader_token_files_total",
+        "File parts received, by token id"
+    );
+    describe_counter!("uploader_token_bytes_total", "Bytes stored, by token id");
     describe_counter!("http_requests_total", "HTTP requests, by route and status");
     describe_histogram!(
         "http_request_duration_seconds",

@@ -49,9 +49,11 @@ pub fn document() -> Value {
                     "502": {"description": "every file failed upstream", "content": {"application/json": {"schema": batch}}},
                     "400": problem("malformed multipart, unknown field, bad prefix, no files"),
                     "401": problem("missing or invalid bearer token"),
+                    "403": problem("a browser's Origin that is neither the daemon's own nor a --cors-origin"),
                     "408": problem("the body stalled past the idle timeout"),
                     "413": problem("request or file count over the limit"),
                     "415": problem("not multipart/form-data"),
+                    "429": problem("over the token's requests or bytes per minute; see Retry-After"),
                     "503": problem("overloaded or shutting down; see Retry-After")
                 }
             }},

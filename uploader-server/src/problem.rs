@@ -45,6 +45,10 @@ pub enum ProblemKind {
     NotFound,
     /// A limit given to the admin API that does not parse.
     InvalidLimits,
+    /// Over the token's requests or bytes per minute.
+    QuotaExceeded,
+    /// A browser request from an origin that may not call the API (cross-site form posts).
+    ForbiddenOrigin,
 }
 
 impl ProblemKind {
@@ -66,6 +70,8 @@ impl ProblemKind {
         ProblemKind::ShuttingDown,
         ProblemKind::NotFound,
         ProblemKind::InvalidLimits,
+        ProblemKind::QuotaExceeded,
+        ProblemKind::ForbiddenOrigin,
     ];
 
     /// The kind named `code`.
@@ -136,6 +142,15 @@ impl ProblemKind {
                 "A value given to PUT /v1/limits does not parse, or an unknown field: nothing \
                  was changed."
             }
+            K::QuotaExceeded => {
+                "The token is over its requests or bytes per minute (the scoped tokens file). \
+                 Retry after the `Retry-After` seconds; files listed in `results` were handled \
+                 before the quota was reached, the others were not stored."
+            }
+            K::ForbiddenOrigin => {
+                "The request carries an `Origin` that is neither the daemon's own nor one of \
+                 its --cors-origin: a page of another site may not post to the daemon."
+            }
         }
     }
 
@@ -159,6 +174,8 @@ impl ProblemKind {
             K::ShuttingDown => "shutting_down",
             K::NotFound => "not_found",
             K::InvalidLimits => "invalid_limits",
+            K::QuotaExceeded => "quota_exceeded",
+            K::ForbiddenOrigin => "forbidden_origin",
         }
     }
 
@@ -181,6 +198,8 @@ impl ProblemKind {
             K::Unauthorized => StatusCode::UNAUTHORIZED,
             K::Overloaded | K::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             K::NotFound => StatusCode::NOT_FOUND,
+            K::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            K::ForbiddenOrigin => StatusCode::FORBIDDEN,
         }
     }
 
@@ -203,6 +222,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extension members (e.g. the results of files stored before the failure).
     pub extra: Option<(&'static str, Value)>,
+    /// `Retry-After` seconds, instead of the kind's own.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -212,6 +233,7 @@ impl ApiError {
             kind,
             detail: detail.into(),
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -234,6 +256,12 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.kind.status()
+    }
+
+    /// Sets `Retry-After` (seconds).
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds an extension member.
@@ -265,7 +293,7 @@ impl IntoResponse for ApiError {
         if self.kind == ProblemKind::Unauthorized {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(s) = self.kind.retry_after() {
+        if let Some(s) = self.retry_after.or(self.kind.retry_after()) {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp

@@ -1,6 +1,7 @@
 //! Running the daemon: fail-fast validation, listening (HTTP or HTTPS), graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::state::AppState;
 /// they get their per-file results); exit once every request has answered.
 pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
+    let auth = config.auth()?;
     let conn = Connection::open(&config.connect, &config.bucket).await?;
     let store = conn.store();
     validate::check(store, &config.root_prefix, false)
@@ -45,6 +47,7 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         config.auth_tokens(),
         Some(Arc::clone(store)),
     )
+    .with_auth(auth)
     .with_admin_tokens(&config.admin_tokens)
     .with_cors_origins(&config.cors_origins)
     .with_ui(config.ui);
@@ -52,12 +55,15 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let shutdown = shutdown_signal(state.clone(), config.shutdown_grace);
+    if let Some(path) = config.scoped_tokens.clone().filter(|_| !config.no_auth) {
+        tokio::spawn(watch_tokens(state.clone(), path));
+    }
     match &config.tls {
         None => {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("listening on {}", config.listen))?;
-            tracing::info!(addr = %listener.local_addr()?, auth = !config.auth_tokens().is_empty(), "serving HTTP");
+            tracing::info!(addr = %listener.local_addr()?, auth = state.auth_enabled(), "serving HTTP");
             eprintln!(
                 "uploader serve: listening on http://{}",
                 listener.local_addr()?
@@ -91,6 +97,69 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     }
     eprintln!("uploader serve: stopped");
     Ok(())
+}
+
+/// How often the scoped tokens file is checked for a change.
+pub const TOKENS_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads the scoped tokens file on every SIGHUP, and when its content changes (checked
+/// every [`TOKENS_POLL`]: a Kubernetes Secret or ConfigMap volume is updated without a signal,
+/// by swapping a symbolic link, which file-event watchers miss; reading a small file every two
+/// seconds costs nothing). A file that does not parse or cannot be read is logged and ignored:
+/// the tokens in force stay (never no authentication).
+async fn watch_tokens(state: AppState, path: PathBuf) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: the scoped tokens are re-read on change only");
+            None
+        }
+    };
+    let content = |path: &PathBuf| {
+        let path = path.clone();
+        async move {
+            tokio::fs::read(&path)
+                .await
+                .ok()
+                .map(|b| crate::tenants::digest(&b))
+        }
+    };
+    let mut last = content(&path).await;
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        let signalled = tokio::select! {
+            _ = hangup => true,
+            () = tokio::time::sleep(TOKENS_POLL) => false,
+        };
+        let now = content(&path).await;
+        if !signalled && now == last {
+            continue;
+        }
+        let why = if signalled {
+            "on SIGHUP"
+        } else {
+            "after a change"
+        };
+        last = now;
+        match state.reload_tokens() {
+            Ok(n) => {
+                tracing::info!(tokens = n, "scoped tokens re-read {why}");
+                eprintln!("uploader serve: scoped tokens re-read {why} ({n} in force)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the scoped tokens file was not re-read {why}; the tokens in force stay");
+            }
+        }
+    }
 }
 
 /// Resolves when the server should stop accepting; cancels in-flight uploads after `grace`.

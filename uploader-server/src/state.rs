@@ -13,6 +13,7 @@ use uploader_core::{KeyPrefix, S3Store, Uploader};
 
 use crate::auth::Tokens;
 use crate::config::{CorsOrigin, Limits};
+use crate::tenants::{Auth, TokensFileError};
 
 /// State shared by every request. Cheap to clone (the fields are behind one `Arc`).
 #[derive(Clone)]
@@ -27,7 +28,8 @@ pub struct Shared {
     /// Every key lies under this prefix.
     pub(crate) root_prefix: KeyPrefix,
     pub(crate) limits: Limits,
-    pub(crate) tokens: Tokens,
+    /// The upload tokens, plain and scoped (re-read by [`AppState::reload_tokens`]).
+    pub(crate) auth: Auth,
     /// Tokens of the admin API (none: the admin API is off).
     pub(crate) admin_tokens: Tokens,
     /// Upload requests served at once.
@@ -70,7 +72,7 @@ impl AppState {
                 root_prefix,
                 slots: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
                 limits,
-                tokens: Tokens::new(tokens),
+                auth: Auth::new(tokens),
                 admin_tokens: Tokens::default(),
                 shutdown: CancellationToken::new(),
                 draining: AtomicBool::new(false),
@@ -91,6 +93,26 @@ impl AppState {
             .expect("admin tokens are set before the state is shared")
             .admin_tokens = Tokens::new(tokens);
         self
+    }
+
+    /// Uses `auth` for the upload tokens (plain and scoped) instead of the plain tokens given
+    /// to [`AppState::new`]. Call it before the state is shared.
+    pub fn with_auth(mut self, auth: Auth) -> AppState {
+        Arc::get_mut(&mut self.shared)
+            .expect("the tokens are set before the state is shared")
+            .auth = auth;
+        self
+    }
+
+    /// Whether upload requests need a token.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+
+    /// Re-reads the scoped tokens file (SIGHUP); on error the tokens in force stay. How many
+    /// scoped tokens are in force.
+    pub fn reload_tokens(&self) -> Result<usize, TokensFileError> {
+        self.auth.reload()
     }
 
     /// Allows cross-origin requests from `origins` (CORS). Call it before the state is shared.

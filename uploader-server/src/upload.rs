@@ -7,6 +7,7 @@
 //! malformed multipart, client gone) is answered with a problem document that also lists the
 //! `results` so far: no stored file goes unreported.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Extension;
@@ -18,9 +19,11 @@ use uploader_core::{ErrorCode, FileError, StreamEnd};
 use crate::access::AccessStats;
 
 use crate::batch::Batch;
+use crate::config::Limits;
 use crate::form::Form;
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::{AppState, Slot};
+use crate::tenants::Identity;
 
 /// The query of `POST /v1/uploads`.
 #[derive(serde::Deserialize)]
@@ -36,19 +39,32 @@ pub async fn handler(
     Extension(request_id): Extension<RequestId>,
     // Held until the response is built: the request keeps its upload slot while it is served.
     Extension(_slot): Extension<Slot>,
+    Extension(who): Extension<Identity>,
     query: Result<axum::extract::Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let query = query.map_err(|e| ApiError::new(ProblemKind::InvalidQuery, e.body_text()))?;
+    // The token's prefix below the root: the client's prefix and the keys go under it.
+    let root = who.root(&state.root_prefix).ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::InvalidPrefix,
+            "the token's prefix under the root prefix is too long for a key",
+        )
+    })?;
+    let limits = who.limits_within(&state.limits);
     let mut form = Form::open(
-        &state,
+        &root,
+        &limits,
         req,
         query.prefix.as_deref(),
         query.skip_existing.as_deref(),
     )?;
+    who.admit(form.declared)?;
     let mut batch = Batch::default();
-    let request_error = read_files(&state, &mut form, &mut batch).await.err();
+    let request_error = read_files(&state, &who, &limits, &mut form, &mut batch)
+        .await
+        .err();
     // Every started upload finishes (or aborts) before we answer.
     let finished = batch.finish().await;
     let response = match request_error {
@@ -68,6 +84,7 @@ pub async fn handler(
     crate::metrics::batch_done(status, started.elapsed());
     tracing::info!(status, files = finished.len(), "batch done");
     let (_, bytes) = finished.stored();
+    crate::metrics::token_batch(who.id(), finished.len(), bytes);
     response.extensions_mut().insert(AccessStats {
         files: finished.len(),
         bytes,
@@ -75,8 +92,16 @@ pub async fn handler(
     Ok(response)
 }
 
-/// Hands every file part to core, in order; stops at the first request-level failure.
-async fn read_files(state: &AppState, form: &mut Form, batch: &mut Batch) -> Result<(), ApiError> {
+/// Hands every file part to core, in order, each charged to the token's byte quota as it
+/// streams; stops at the first request-level failure.
+async fn read_files(
+    state: &AppState,
+    who: &Identity,
+    limits: &Limits,
+    form: &mut Form,
+    batch: &mut Batch,
+) -> Result<(), ApiError> {
+    let over = Arc::new(Mutex::new(None));
     while let Some(part) = form.next_file().await? {
         let key = match part.key {
             Ok(k) if !batch.claim(&k) => {
@@ -94,18 +119,17 @@ async fn read_files(state: &AppState, form: &mut Form, batch: &mut Batch) -> Res
                 continue;
             }
         };
-        let max = Some(state.limits.max_file_size);
+        let max = Some(limits.max_file_size);
         let skip = form.skip.or(state.uploader.config().skip_existing);
+        let data = crate::quota::metered(
+            part.data,
+            Arc::clone(who.quota()),
+            who.limits().rates,
+            Arc::clone(&over),
+        );
         let upload = state
             .uploader
-            .upload_stream_skipping(
-                batch.len(),
-                key.clone(),
-                part.data,
-                max,
-                &state.shutdown,
-                skip,
-            )
+            .upload_stream_skipping(batch.len(), key.clone(), data, max, &state.shutdown, skip)
             .await;
         let end = upload.end().clone();
         batch.push(part.filename, &key, upload);
@@ -116,6 +140,8 @@ async fn read_files(state: &AppState, form: &mut Form, batch: &mut Batch) -> Res
                     "the server shut down before the request was complete; files not \
                      listed as uploaded were not stored",
                 )
+            } else if let Some(o) = over.lock().expect("never poisoned").take() {
+                who.refused(o)
             } else {
                 form.failure.problem(&msg)
             });

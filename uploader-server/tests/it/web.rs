@@ -130,9 +130,25 @@ async fn without_listed_origins_there_are_no_cors_headers_at_all() {
         "",
     );
     req.headers_mut().insert("origin", ALLOWED.parse().unwrap());
+    // A post from a page of another origin is refused (cross-site form posts), still without
+    // CORS headers; the daemon's own origin (its Host) and clients that send no Origin may post.
     let (resp, json) = d.send(req).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{json}");
+    assert_eq!(json["code"], "forbidden_origin", "{json}");
+    assert_eq!(cors_headers(&resp), Vec::<String>::new());
+    assert_eq!(d.get("root/n.txt").await, None);
+    let mut own = upload(
+        Body::from(multipart(&[Part("file", Some("own.txt"), b"own")])),
+        "",
+    );
+    own.headers_mut()
+        .insert("origin", "http://uploader.example:8080".parse().unwrap());
+    own.headers_mut()
+        .insert("host", "uploader.example:8080".parse().unwrap());
+    let (resp, json) = d.send(own).await;
     assert_eq!(resp.status(), StatusCode::CREATED, "{json}");
     assert_eq!(cors_headers(&resp), Vec::<String>::new());
+    assert_eq!(d.get("root/own.txt").await.as_deref(), Some(&b"own"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
