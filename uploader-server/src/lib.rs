@@ -12,6 +12,7 @@ mod body;
 pub mod config;
 pub mod cors;
 mod form;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

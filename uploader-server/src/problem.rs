@@ -45,6 +45,14 @@ pub enum ProblemKind {
     NotFound,
     /// A limit given to the admin API that does not parse.
     InvalidLimits,
+    /// The `Idempotency-Key` header is malformed.
+    InvalidIdempotencyKey,
+    /// A request with the same `Idempotency-Key` is still running.
+    IdempotencyKeyInUse,
+    /// The `Idempotency-Key` was used for a different request.
+    IdempotencyKeyReused,
+    /// The idempotency record could not be read or written.
+    IdempotencyUnavailable,
 }
 
 impl ProblemKind {
@@ -66,6 +74,10 @@ impl ProblemKind {
         ProblemKind::ShuttingDown,
         ProblemKind::NotFound,
         ProblemKind::InvalidLimits,
+        ProblemKind::InvalidIdempotencyKey,
+        ProblemKind::IdempotencyKeyInUse,
+        ProblemKind::IdempotencyKeyReused,
+        ProblemKind::IdempotencyUnavailable,
     ];
 
     /// The kind named `code`.
@@ -136,6 +148,23 @@ impl ProblemKind {
                 "A value given to PUT /v1/limits does not parse, or an unknown field: nothing \
                  was changed."
             }
+            K::InvalidIdempotencyKey => {
+                "The Idempotency-Key header must be sent once, with 1 to 255 printable ASCII \
+                 characters (bare or as a quoted string)."
+            }
+            K::IdempotencyKeyInUse => {
+                "A request with this Idempotency-Key is still being processed. Retry after \
+                 `Retry-After`: then the stored response is replayed."
+            }
+            K::IdempotencyKeyReused => {
+                "This Idempotency-Key was used (by the same token) for a request with other \
+                 files, names, prefix or options. Nothing was uploaded; use a new key for a new \
+                 request."
+            }
+            K::IdempotencyUnavailable => {
+                "The daemon could not read or write the idempotency record in the bucket. \
+                 Nothing was uploaded; retry with the same key."
+            }
         }
     }
 
@@ -159,6 +188,10 @@ impl ProblemKind {
             K::ShuttingDown => "shutting_down",
             K::NotFound => "not_found",
             K::InvalidLimits => "invalid_limits",
+            K::InvalidIdempotencyKey => "invalid_idempotency_key",
+            K::IdempotencyKeyInUse => "idempotency_key_in_use",
+            K::IdempotencyKeyReused => "idempotency_key_reused",
+            K::IdempotencyUnavailable => "idempotency_unavailable",
         }
     }
 
@@ -172,14 +205,19 @@ impl ProblemKind {
             | K::MisplacedPrefix
             | K::InvalidPrefix
             | K::NoFiles
-            | K::InvalidLimits => StatusCode::BAD_REQUEST,
+            | K::InvalidLimits
+            | K::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            K::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            K::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             K::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             K::FieldTooLarge | K::TooManyFiles | K::RequestTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             K::BodyIdleTimeout => StatusCode::REQUEST_TIMEOUT,
             K::Unauthorized => StatusCode::UNAUTHORIZED,
-            K::Overloaded | K::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            K::Overloaded | K::ShuttingDown | K::IdempotencyUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             K::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -187,7 +225,9 @@ impl ProblemKind {
     /// Seconds a client should wait before retrying, for the kinds that are worth a retry.
     fn retry_after(self) -> Option<u64> {
         match self {
-            ProblemKind::Overloaded => Some(1),
+            ProblemKind::Overloaded
+            | ProblemKind::IdempotencyKeyInUse
+            | ProblemKind::IdempotencyUnavailable => Some(1),
             ProblemKind::ShuttingDown => Some(5),
             _ => None,
         }
