@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod faults;
 mod harness;
+mod idempotency;
 mod interop;
 mod lifecycle;
 mod limits;

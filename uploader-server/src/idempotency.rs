@@ -5,7 +5,8 @@
 //! key with a different request is 422.
 //!
 //! The records live in the bucket itself, so replicas share them with no database:
-//! `<root prefix>.uploader/idempotency/<sha256(scope)>/<sha256(key)>.json` (the reserved
+//! `<root prefix>.uploader/idempotency/<sha256(scope)>/<sha256(key)>.json` (128 bits of each
+//! digest, in hex; the reserved
 //! directory [`RESERVED_DIR`], which no upload may write: [`is_reserved`]). A record is
 //! claimed with a conditional PUT (`If-None-Match: *`) and read back; it says `running` (with a
 //! lease the claiming replica renews) until it is overwritten with the final response. What
@@ -291,10 +292,11 @@ impl Records {
         }
     }
 
-    /// The record's object key.
+    /// The record's object key: the first 128 bits of each SHA-256, in hex (short keys: the
+    /// embedded endpoint fails on keys longer than about 110 to 180 bytes, depending on the bucket name).
     fn object_key(&self, scope: &Scope, key: &IdempotencyKey) -> ObjectKey {
-        let s = hex::encode(Sha256::digest(scope.0.as_bytes()));
-        let k = hex::encode(Sha256::digest(key.0.as_bytes()));
+        let s = hex::encode(&Sha256::digest(scope.0.as_bytes())[..16]);
+        let k = hex::encode(&Sha256::digest(key.0.as_bytes())[..16]);
         ObjectKey::derive(
             &self.root,
             &format!("{RESERVED_DIR}/idempotency/{s}/{k}.json"),
