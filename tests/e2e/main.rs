@@ -10,6 +10,7 @@ mod interop;
 mod lifecycle;
 mod limits;
 mod matrix;
+mod openapi;
 mod replicas;
 mod shard;
 mod stores;

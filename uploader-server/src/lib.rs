@@ -14,6 +14,7 @@ pub mod cors;
 mod form;
 pub mod idempotency;
 pub mod metrics;
+pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod serve;

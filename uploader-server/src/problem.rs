@@ -7,7 +7,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+
+use crate::model::{FileResult, Problem};
 
 /// What went wrong with a request as a whole; the `code` and the last segment of the problem
 /// `type`.
@@ -53,6 +54,12 @@ pub enum ProblemKind {
     IdempotencyKeyReused,
     /// The idempotency record could not be read or written.
     IdempotencyUnavailable,
+}
+
+impl serde::Serialize for ProblemKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl ProblemKind {
@@ -241,8 +248,8 @@ pub struct ApiError {
     pub kind: ProblemKind,
     /// What to tell the client.
     pub detail: String,
-    /// Extension members (e.g. the results of files stored before the failure).
-    pub extra: Option<(&'static str, Value)>,
+    /// The results of the files handled before the failure.
+    pub results: Option<Vec<FileResult>>,
 }
 
 impl ApiError {
@@ -251,7 +258,7 @@ impl ApiError {
         ApiError {
             kind,
             detail: detail.into(),
-            extra: None,
+            results: None,
         }
     }
 
@@ -276,9 +283,9 @@ impl ApiError {
         self.kind.status()
     }
 
-    /// Adds an extension member.
-    pub fn with(mut self, key: &'static str, value: Value) -> ApiError {
-        self.extra = Some((key, value));
+    /// Lists the files handled before the failure (the `results` member).
+    pub fn with_results(mut self, results: Vec<FileResult>) -> ApiError {
+        self.results = Some(results);
         self
     }
 }
@@ -286,17 +293,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({
-            "type": self.kind.type_uri(),
-            "code": self.kind.as_str(),
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some((k, v)) = self.extra {
-            body[k] = v;
-        }
-        let mut resp = (status, body.to_string()).into_response();
+        let body = Problem {
+            type_uri: self.kind.type_uri(),
+            code: self.kind,
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail,
+            results: self.results,
+        };
+        let json = serde_json::to_string(&body).expect("a problem serializes");
+        let mut resp = (status, json).into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -314,6 +320,14 @@ impl IntoResponse for ApiError {
 
 /// `GET /problems/<code>`: the explanation of a problem kind, as plain text; 404 (a
 /// `not_found` problem) for a code that is not one.
+#[utoipa::path(get, path = "/problems/{code}",
+    summary = "what a problem `type` means (the type of every problem document is /problems/{code})",
+    params(("code" = String, Path, description = "a problem code (Problem.code)")),
+    responses(
+        (status = 200, description = "the explanation", content_type = "text/plain", body = String),
+        (status = 404, description = "not a problem code", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn explain(axum::extract::Path(code): axum::extract::Path<String>) -> Response {
     let Some(kind) = ProblemKind::from_code(&code) else {
         return ApiError::new(ProblemKind::NotFound, "no such problem type").into_response();

@@ -17,6 +17,7 @@ use tower_http::request_id::RequestId;
 use uploader_core::{ErrorCode, FileError, StreamEnd};
 
 use crate::access::AccessStats;
+use crate::model::{BatchBody, Problem};
 
 use crate::batch::Batch;
 use crate::form::{FilePart, Form};
@@ -26,14 +27,70 @@ use crate::problem::{ApiError, ProblemKind};
 use crate::state::{AppState, Slot};
 
 /// The query of `POST /v1/uploads`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// Key prefix under the server's root prefix (or the `prefix` form field).
     prefix: Option<String>,
-    /// `size` or `checksum`: leave objects that are unchanged by this measure as they are.
+    /// `size` or `checksum`: leave an object that has the file's size (size) or full-object
+    /// checksum (checksum) as it is; reported as skipped.
     skip_existing: Option<String>,
 }
 
+/// The form of `POST /v1/uploads` (for the OpenAPI document: the handler reads it as a stream).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UploadForm {
+    /// Key prefix under the server's root prefix; before the files.
+    prefix: Option<String>,
+    /// As the query parameter; before the files.
+    skip_existing: Option<String>,
+    /// The files (any part with a filename is a file).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+}
+
 /// The handler.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    summary = "Upload a batch of files (multipart/form-data), streamed to S3",
+    security(("bearer" = [])),
+    params(
+        UploadQuery,
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "1 to 255 printable ASCII characters: a repeat of the same request with \
+                        the same key (and token) gets the stored response, marked \
+                        Idempotent-Replayed, without uploading again"),
+    ),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "every file stored (or left unchanged with skip_existing); \
+            also a replayed response (`Idempotent-Replayed: true`)", body = BatchBody,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 207, description = "some files stored, some failed", body = BatchBody,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 422, description = "every file refused by validation (a batch), or the \
+            Idempotency-Key was used for a different request (a problem)",
+            content((BatchBody = "application/json"), (Problem = "application/problem+json"))),
+        (status = 502, description = "every file failed upstream", body = BatchBody),
+        (status = 400, description = "malformed multipart, unknown field, bad prefix, no files, \
+            malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing or invalid bearer token", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 408, description = "the body stalled past the idle timeout", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 409, description = "a request with the same Idempotency-Key is still running; \
+            see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "request or file count over the limit", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = "not multipart/form-data", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "overloaded, shutting down, or the idempotency record \
+            unreachable; see Retry-After", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
 pub async fn handler(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -91,7 +148,7 @@ async fn run_batch(
     // Every started upload finishes (or aborts) before we answer.
     let finished = batch.finish().await;
     let response = match request_error {
-        Some(err) => Err(err.with("results", finished.results())),
+        Some(err) => Err(err.with_results(finished.results())),
         None if finished.is_empty() => Err(ApiError::new(
             ProblemKind::NoFiles,
             "the request carries no file parts",
