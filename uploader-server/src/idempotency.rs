@@ -220,7 +220,7 @@ fn ms(d: Duration) -> u64 {
 /// Where a key's record stands for a new request.
 pub(crate) enum Begin {
     /// This request holds the key: process it, then [`Claim::finish`].
-    Claimed(Claim),
+    Claimed(Box<Claim>),
     /// Another request with the key is running (409).
     Running,
     /// The key has a final response: replay it if the request is the same (else 422).
@@ -335,7 +335,7 @@ impl Records {
                     metrics::counter!("uploader_idempotency_total", "outcome" => "claimed")
                         .increment(1);
                     record = back;
-                    return Ok(Begin::Claimed(self.hold(object, record)));
+                    return Ok(Begin::Claimed(Box::new(self.hold(object, record))));
                 }
                 Some(other) => match self.verdict(other) {
                     Some(begin) => return Ok(begin),

@@ -150,7 +150,10 @@ mod tests {
 
     use super::*;
 
-    async fn of(parts: &[(&str, Option<&str>, &[&[u8]])], query: Option<&str>) -> String {
+    /// A file part: field name, filename, chunks.
+    type Part<'a> = (&'a str, Option<&'a str>, &'a [&'a [u8]]);
+
+    async fn of(parts: &[Part<'_>], query: Option<&str>) -> String {
         let f = Fingerprint::new(query, None);
         for (name, filename, chunks) in parts {
             let chunks: Vec<Result<Bytes, ()>> = chunks
