@@ -47,6 +47,10 @@ fn describe() {
         "Multipart uploads aborted"
     );
     describe_gauge!("uploader_in_flight_requests", "S3 requests in flight");
+    describe_counter!(
+        "uploader_idempotency_total",
+        "Requests with an Idempotency-Key, by outcome (claimed, replayed, in_use, reused)"
+    );
     describe_counter!("http_requests_total", "HTTP requests, by route and status");
     describe_histogram!(
         "http_request_duration_seconds",
