@@ -24,7 +24,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use uploader_core::store::PutOptions;
 use uploader_core::{
     Body, KeyPrefix, ObjectKey, ObjectStore, RetryPolicy, ServiceErrorKind, StoreError,
@@ -441,7 +442,7 @@ impl Records {
             stop.clone(),
         );
         let started = record.started_at_ms;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let every = records.config.lease / 3;
             loop {
                 tokio::select! {
@@ -467,7 +468,7 @@ impl Records {
             records: self.clone(),
             object,
             record,
-            renewal: Some(stop.drop_guard()),
+            renewal: Some(Renewal { stop, task }),
             finished: false,
         }
     }
@@ -494,8 +495,23 @@ pub(crate) struct Claim {
     records: Records,
     object: ObjectKey,
     record: Record,
-    renewal: Option<DropGuard>,
+    renewal: Option<Renewal>,
     finished: bool,
+}
+
+/// The task that renews a claim's lease.
+struct Renewal {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Renewal {
+    /// Stops the renewals and waits for one in flight, so that none lands after what the
+    /// claim writes next.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 impl Claim {
@@ -508,7 +524,9 @@ impl Claim {
         response: Response,
         fingerprint: Option<String>,
     ) -> Response {
-        self.renewal.take();
+        if let Some(renewal) = self.renewal.take() {
+            renewal.stop().await;
+        }
         self.finished = true;
         let (parts, body) = response.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_STORED_BODY).await {
@@ -565,7 +583,11 @@ impl Drop for Claim {
     fn drop(&mut self) {
         if !self.finished {
             let (records, object) = (self.records.clone(), self.object.clone());
+            let renewal = self.renewal.take();
             tokio::spawn(async move {
+                if let Some(renewal) = renewal {
+                    renewal.stop().await;
+                }
                 if let Err(e) = records.store.delete_object(object.as_str()).await {
                     tracing::warn!("releasing an abandoned idempotency key failed: {e}");
                 }

@@ -176,7 +176,7 @@ async fn expired_records_and_stale_claims_are_taken_over() {
     };
     // A claim whose holder stops renewing it and never finishes (a crashed replica: its
     // record stays) ...
-    claim.renewal.take();
+    claim.renewal.take().unwrap().stop().await;
     claim.finished = true;
     drop(claim);
     assert!(matches!(r.begin(&scope, &k).await.unwrap(), Begin::Running));
