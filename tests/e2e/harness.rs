@@ -100,6 +100,29 @@ pub fn fast_retries(attempts: u32) -> RetryPolicy {
     }
 }
 
+/// A reply to a request: status, headers (names lower-cased) and body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of header `name` (lower-case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
 /// `uploader serve` in front of an endpoint; killed (by PID) when dropped.
 pub struct Daemon {
     child: Child,
@@ -232,27 +255,50 @@ impl Daemon {
         query: &str,
         headers: &[&str],
     ) -> (u16, serde_json::Value) {
+        let form: Vec<String> = files
+            .iter()
+            .map(|f| format!("file=@{}", f.display()))
+            .collect();
+        let reply = self.exchange(&form, query, headers).await;
+        (reply.status, reply.json())
+    }
+
+    /// POSTs a form with curl (`form`: curl's `-F` values) to `/v1/uploads?<query>` with extra
+    /// request headers; the whole reply.
+    pub async fn exchange(&self, form: &[String], query: &str, headers: &[&str]) -> Reply {
         let mut c = Command::new("curl");
-        c.args(["-s", "-w", "\n%{http_code}"]);
+        c.args(["-s", "-D", "-", "-w", "\n%{http_code}"]);
         for h in headers {
             c.arg("-H").arg(h);
         }
-        for f in files {
-            c.arg("-F").arg(format!("file=@{}", f.display()));
+        for f in form {
+            c.arg("-F").arg(f);
         }
         c.arg(format!("http://127.0.0.1:{}/v1/uploads?{query}", self.port));
         let out = tokio::task::spawn_blocking(move || c.output().expect("curl runs"))
             .await
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text
+        let (rest, status) = text
             .trim_end()
             .rsplit_once('\n')
             .unwrap_or_else(|| panic!("{text}"));
-        (
-            status.parse().unwrap(),
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
-        )
+        // The last header block (a `100 Continue` comes first when curl asked for it).
+        let (head, body) = rest
+            .rsplit_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{text}"));
+        let head = head.rsplit("\r\n\r\n").next().unwrap_or(head);
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Reply {
+            status: status.parse().unwrap(),
+            headers,
+            body: body.to_owned(),
+        }
     }
 
     /// The value of a counter without labels on `/metrics` (0 when absent).

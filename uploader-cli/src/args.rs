@@ -542,6 +542,27 @@ pub struct ServeArgs {
     )]
     pub max_concurrent_uploads: usize,
 
+    /// How long a response stored for an Idempotency-Key is replayed (records are kept in the
+    /// bucket under <root prefix>.uploader/idempotency/; delete them with a lifecycle rule).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = env::UPLOADER_IDEMPOTENCY_TTL,
+        default_value_t = format_duration(server::DEFAULT_IDEMPOTENCY_TTL),
+        help_heading = "Idempotency"
+    )]
+    pub idempotency_ttl: String,
+    /// How long the claim of a request with an Idempotency-Key holds unless its replica renews
+    /// it (every third of it): a crashed replica blocks the key this long at most.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = env::UPLOADER_IDEMPOTENCY_LEASE,
+        default_value_t = format_duration(server::DEFAULT_IDEMPOTENCY_LEASE),
+        help_heading = "Idempotency"
+    )]
+    pub idempotency_lease: String,
+
     #[command(flatten)]
     pub tuning: TuningArgs,
 

@@ -403,6 +403,10 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             admin_tokens,
             cors_origins,
             ui: a.ui,
+            idempotency: uploader_server::config::IdempotencyConfig {
+                ttl: parse_duration(&a.idempotency_ttl).context("--idempotency-ttl")?,
+                lease: parse_duration(&a.idempotency_lease).context("--idempotency-lease")?,
+            },
             connect: ConnectOptions::from(&a.connection),
         };
         config.validate()?;

@@ -116,3 +116,8 @@ pub const UPLOADER_MAX_FILES: &str = "UPLOADER_MAX_FILES";
 pub const UPLOADER_BODY_IDLE_TIMEOUT: &str = "UPLOADER_BODY_IDLE_TIMEOUT";
 /// Upload requests served at once (`--max-concurrent-uploads`).
 pub const UPLOADER_MAX_CONCURRENT_UPLOADS: &str = "UPLOADER_MAX_CONCURRENT_UPLOADS";
+/// How long the daemon replays a stored response for an `Idempotency-Key`
+/// (`--idempotency-ttl`).
+pub const UPLOADER_IDEMPOTENCY_TTL: &str = "UPLOADER_IDEMPOTENCY_TTL";
+/// Lease of a running idempotency claim (`--idempotency-lease`).
+pub const UPLOADER_IDEMPOTENCY_LEASE: &str = "UPLOADER_IDEMPOTENCY_LEASE";

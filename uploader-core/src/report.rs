@@ -44,6 +44,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (the closed set of the daemon's OpenAPI document).
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::InvalidKey,
+        ErrorCode::DuplicateKey,
+        ErrorCode::MimeNotAllowed,
+        ErrorCode::MimeMismatch,
+        ErrorCode::FileTooLarge,
+        ErrorCode::SourceUnreadable,
+        ErrorCode::SourceChanged,
+        ErrorCode::ChecksumMismatch,
+        ErrorCode::AlreadyExists,
+        ErrorCode::UpstreamThrottled,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamError,
+        ErrorCode::UpstreamRejected,
+        ErrorCode::Cancelled,
+    ];
+
     /// The snake_case name used in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -317,5 +335,35 @@ impl Report {
     /// The failed files.
     pub fn failures(&self) -> impl Iterator<Item = &FileReport> {
         self.files.iter().filter(|f| f.error().is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn every_error_code_is_listed_once() {
+        // Exhaustive: a new code does not compile here until it is in `ALL`.
+        let position = |c: ErrorCode| match c {
+            ErrorCode::InvalidKey
+            | ErrorCode::DuplicateKey
+            | ErrorCode::MimeNotAllowed
+            | ErrorCode::MimeMismatch
+            | ErrorCode::FileTooLarge
+            | ErrorCode::SourceUnreadable
+            | ErrorCode::SourceChanged
+            | ErrorCode::ChecksumMismatch
+            | ErrorCode::AlreadyExists
+            | ErrorCode::UpstreamThrottled
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::UpstreamError
+            | ErrorCode::UpstreamRejected
+            | ErrorCode::Cancelled => ErrorCode::ALL.iter().position(|a| *a == c),
+        };
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(position(*c), Some(i), "{c:?} listed twice");
+        }
+        assert_eq!(ErrorCode::ALL.len(), 14);
     }
 }

@@ -10,18 +10,21 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uploader_core::limit::{parse_rate, parse_request_rate};
 
+use crate::model::{LimitsBody, Problem};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
 /// A change of limits: each field absent is left as it is; `"off"` removes the limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsChange {
+    /// Bytes per second shared by every request (`--bwlimit`'s syntax, or `off`).
     bwlimit: Option<String>,
+    /// Bytes per second of each file (`--bwlimit-file`'s syntax, or `off`).
     bwlimit_file: Option<String>,
+    /// S3 requests per second (`--tps-limit`'s syntax, or `off`).
     tps_limit: Option<String>,
 }
 
@@ -41,17 +44,30 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
     next.run(req).await
 }
 
-fn current(state: &AppState) -> Value {
+fn current(state: &AppState) -> LimitsBody {
     let limits = state.uploader.limits();
-    json!({
-        "bwlimit": limits.bandwidth(),
-        "bwlimit_file": limits.per_file(),
-        "tps_limit": limits.requests(),
-    })
+    LimitsBody {
+        bwlimit: limits.bandwidth(),
+        bwlimit_file: limits.per_file(),
+        tps_limit: limits.requests(),
+    }
 }
 
 /// `GET /v1/limits`: the limits in force (bytes and requests per second; `null`: none).
-pub(crate) async fn get(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/limits",
+    summary = "the rate limits in force (admin tokens only; 404 without --admin-tokens)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "limits", body = LimitsBody),
+        (status = 401, description = "not an admin token", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "no admin API configured", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get(State(state): State<AppState>) -> Json<LimitsBody> {
     Json(current(&state))
 }
 
@@ -69,10 +85,26 @@ fn field<T, E: std::fmt::Display>(
 
 /// `PUT /v1/limits`: parses every given field first (one bad field changes nothing), then
 /// applies them; answers the limits now in force.
+#[utoipa::path(
+    put,
+    path = "/v1/limits",
+    summary = "change the rate limits at run time; absent fields are kept, \"off\" removes a limit",
+    security(("bearer" = [])),
+    request_body = LimitsChange,
+    responses(
+        (status = 200, description = "the limits now in force", body = LimitsBody),
+        (status = 400, description = "a value that does not parse, or an unknown field: nothing \
+            changed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "not an admin token", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "no admin API configured", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     body: Result<Json<LimitsChange>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LimitsBody>, ApiError> {
     let Json(change) =
         body.map_err(|e| ApiError::new(ProblemKind::InvalidLimits, e.body_text()))?;
     let bandwidth = field("bwlimit", change.bwlimit.as_deref(), parse_rate)?;

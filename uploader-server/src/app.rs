@@ -12,13 +12,13 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::{SetRequestHeaderLayer, SetResponseHeaderLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::access::{self, REQUEST_ID};
+use crate::model::{Health, Readiness};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::{AppState, Slot};
 
@@ -153,12 +153,22 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
     next.run(req).await
 }
 
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", summary = "liveness",
+    responses((status = 200, description = "alive", body = Health)))]
+pub(crate) async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when the bucket is reachable with valid credentials (checked at most every 5 s).
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", summary = "bucket reachable with valid credentials",
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "not ready", body = Readiness),
+    ))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let verdict = {
         let cached = state.ready.lock().unwrap().clone();
         match cached {
@@ -176,17 +186,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
             }
         }
     };
-    match verdict {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+    let (status, body) = match verdict {
+        Ok(()) => (
+            StatusCode::OK,
+            Readiness {
+                ready: true,
+                reason: None,
+            },
+        ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "reason": reason})),
-        )
-            .into_response(),
-    }
+            Readiness {
+                ready: false,
+                reason: Some(reason),
+            },
+        ),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics",
+    responses((status = 200, description = "text exposition format", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let budget = state.uploader.budget();
     metrics::gauge!("uploader_in_flight_requests").set(budget.in_flight() as f64);
     metrics::gauge!("uploader_concurrency_limit").set(budget.limit() as f64);
@@ -200,6 +222,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     resp
 }
 
-async fn openapi() -> impl IntoResponse {
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", summary = "this document",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+pub(crate) async fn openapi() -> impl IntoResponse {
     axum::Json(crate::openapi::document())
 }

@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 use uploader_core::sync::is_unchanged;
 use uploader_core::{ErrorCode, FileError, FileOutcome, ObjectKey, StreamResult, StreamUpload};
+
+use crate::model::{BatchBody, FileErrorBody, FileResult, Summary};
 
 /// One file part and what became of it.
 struct Entry {
@@ -95,14 +96,12 @@ impl Finished {
     }
 
     /// The per-file results, in request order.
-    pub(crate) fn results(&self) -> Value {
-        Value::Array(
-            self.entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| result_json(i, e))
-                .collect(),
-        )
+    pub(crate) fn results(&self) -> Vec<FileResult> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| result(i, e))
+            .collect()
     }
 
     /// Files stored and their bytes.
@@ -125,7 +124,7 @@ impl Finished {
 
     /// 201 all stored (unchanged files skipped on request count as stored), 207 some, 422 none
     /// and all refused by validation, else 502; and the response body.
-    pub(crate) fn response(&self, request_id: &str) -> (StatusCode, Value) {
+    pub(crate) fn response(&self, request_id: &str) -> (StatusCode, BatchBody) {
         let (ok, bytes) = self.stored();
         let skipped = self
             .entries
@@ -154,11 +153,17 @@ impl Finished {
         } else {
             StatusCode::BAD_GATEWAY
         };
-        let body = json!({
-            "request_id": request_id,
-            "summary": {"total": total, "succeeded": ok, "skipped": skipped, "failed": total - ok, "bytes": bytes},
-            "results": self.results(),
-        });
+        let body = BatchBody {
+            request_id: request_id.to_owned(),
+            summary: Summary {
+                total,
+                succeeded: ok,
+                skipped,
+                failed: total - ok,
+                bytes,
+            },
+            results: self.results(),
+        };
         (status, body)
     }
 
@@ -186,16 +191,19 @@ impl Finished {
     }
 }
 
-fn result_json(index: usize, e: &Entry) -> Value {
-    let failed = |error: &FileError| {
-        json!({
-            "index": index,
-            "filename": e.filename,
-            "key": e.key,
-            "status": "failed",
-            "error": {"code": error.code, "message": error.message, "retryable": error.retryable},
-        })
+fn result(index: usize, e: &Entry) -> FileResult {
+    let failed = |error: &FileError| FileResult::Failed {
+        index,
+        filename: e.filename.clone(),
+        key: e.key.clone(),
+        error: FileErrorBody {
+            code: error.code,
+            message: error.message.clone(),
+            retryable: error.retryable,
+        },
     };
+    // A file that ran has its key.
+    let key = || e.key.clone().unwrap_or_default();
     match &e.state {
         EntryState::Refused(error) => failed(error),
         EntryState::Finished(r) => match &r.outcome {
@@ -204,26 +212,24 @@ fn result_json(index: usize, e: &Entry) -> Value {
                 checksum,
                 content_type,
                 ..
-            } => json!({
-                "index": index,
-                "filename": e.filename,
-                "key": e.key,
-                "status": "uploaded",
-                "size": r.size,
-                "content_type": content_type,
-                "etag": etag,
-                "checksum": checksum,
-            }),
+            } => FileResult::Uploaded {
+                index,
+                filename: e.filename.clone(),
+                key: key(),
+                size: r.size,
+                content_type: content_type.clone(),
+                etag: etag.clone(),
+                checksum: checksum.clone(),
+            },
             FileOutcome::Failed { error } => failed(error),
             // Left as it was, on request (`skip_existing`): the object is what was sent.
-            FileOutcome::Skipped { reason } if is_unchanged(reason) => json!({
-                "index": index,
-                "filename": e.filename,
-                "key": e.key,
-                "status": "skipped",
-                "size": r.size,
-                "reason": reason,
-            }),
+            FileOutcome::Skipped { reason } if is_unchanged(reason) => FileResult::Skipped {
+                index,
+                filename: e.filename.clone(),
+                key: key(),
+                size: r.size,
+                reason: reason.clone(),
+            },
             FileOutcome::Skipped { reason } => failed(&FileError {
                 code: ErrorCode::AlreadyExists,
                 message: reason.clone(),

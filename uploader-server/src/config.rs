@@ -11,6 +11,10 @@ use uploader_core::connect::ConnectOptions;
 use uploader_core::{ConfigError, KeyPrefix, RateLimits, UploadConfig};
 
 pub use crate::cors::{CorsOrigin, CorsOriginError};
+pub use crate::idempotency::{
+    DEFAULT_LEASE as DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_TTL as DEFAULT_IDEMPOTENCY_TTL,
+    IdempotencyConfig,
+};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -37,6 +41,8 @@ pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 512 * MIB;
 /// verifies (the CLI's default is [`uploader_core::config::DEFAULT_CHECKSUM_CHOICE`], CRC32C,
 /// because its probe would be paid on every run).
 pub const DEFAULT_CHECKSUM_CHOICE: &str = "auto";
+/// Shortest accepted idempotency lease (it is renewed every third of it).
+pub const MIN_IDEMPOTENCY_LEASE: Duration = Duration::from_secs(1);
 /// Shortest accepted bearer token.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -99,6 +105,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<CorsOrigin>,
     /// Serve the upload page at `GET /` (default: no, `GET /` is 404).
     pub ui: bool,
+    /// How long idempotency records count (default [`IdempotencyConfig::default`]).
+    pub idempotency: IdempotencyConfig,
     /// How uploads are made; `max_buffer_bytes` defaults to [`DEFAULT_MAX_BUFFER_BYTES`] here.
     pub upload: UploadConfig,
     /// Probe the endpoint for the checksum it verifies at start-up (default: yes).
@@ -124,6 +132,7 @@ impl ServerConfig {
             admin_tokens: Vec::new(),
             cors_origins: Vec::new(),
             ui: false,
+            idempotency: IdempotencyConfig::default(),
             upload: UploadConfig {
                 max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
                 ..UploadConfig::default()
@@ -177,6 +186,9 @@ impl ServerConfig {
         if self.limits.max_files == 0 || self.limits.max_concurrent_uploads == 0 {
             return Err(ServerConfigError::ZeroLimit);
         }
+        if self.idempotency.ttl.is_zero() || self.idempotency.lease < MIN_IDEMPOTENCY_LEASE {
+            return Err(ServerConfigError::Idempotency);
+        }
         self.upload.validate()?;
         // Every concurrent request may hold its first MiB while one of them grows to the
         // multipart threshold: the buffer must cover that, or requests could wait on each other.
@@ -206,6 +218,8 @@ pub enum ServerConfigError {
     NoAuth(SocketAddr),
     #[error("--max-files and --max-concurrent-uploads must be at least 1")]
     ZeroLimit,
+    #[error("--idempotency-ttl must be above zero and --idempotency-lease at least 1s")]
+    Idempotency,
     #[error("an admin token (--admin-tokens) must not also be an upload token")]
     AdminTokenReused,
     #[error("--max-buffer must be at least {needed_mib} MiB for {uploads} concurrent uploads")]

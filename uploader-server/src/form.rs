@@ -14,6 +14,8 @@ use uploader_core::{ErrorCode, FileError, KeyPrefix, ObjectKey, SkipMode};
 
 use crate::body::{BodyFailure, idle_guarded};
 use crate::config::Limits;
+use crate::idempotency::fingerprint::Fingerprint;
+use crate::idempotency::{is_reserved, reserved_message};
 use crate::problem::{ApiError, ProblemKind};
 
 /// Field names that carry files (any part with a filename is a file, whatever its name).
@@ -34,6 +36,9 @@ pub(crate) struct Form {
     max_files: usize,
     /// The body's declared length (`Content-Length`), if any.
     pub declared: Option<u64>,
+    /// The request's fingerprint, computed as the form is read (requests with an
+    /// `Idempotency-Key`).
+    fingerprint: Option<Fingerprint>,
 }
 
 /// One file part: its name as sent, its key (or why it has none), and its data.
@@ -100,7 +105,35 @@ impl Form {
             files: 0,
             max_files: limits.max_files,
             declared,
+            fingerprint: None,
         })
+    }
+
+    /// Computes `fingerprint` from the form as it is read (before anything is read).
+    pub(crate) fn fingerprint_with(&mut self, fingerprint: Fingerprint) {
+        self.fingerprint = Some(fingerprint);
+    }
+
+    /// The fingerprint (hex) once the whole form was read; `None` before, after a break, or
+    /// without one.
+    pub(crate) fn fingerprint(&self) -> Option<String> {
+        self.fingerprint.as_ref().and_then(Fingerprint::finish)
+    }
+
+    /// Drops the data of a file part that is not uploaded, reading it first when it feeds
+    /// the fingerprint (a break in the body shows at the next part).
+    pub(crate) async fn discard(&self, mut data: BoxStream<'static, Result<Bytes, multer::Error>>) {
+        if self.fingerprint.is_some() {
+            while let Some(Ok(_)) = data.next().await {}
+        }
+    }
+
+    /// Reads the whole form without uploading anything (to compare its fingerprint).
+    pub(crate) async fn drain(&mut self) -> Result<(), ApiError> {
+        while let Some(part) = self.next_file().await? {
+            self.discard(part.data).await;
+        }
+        Ok(())
     }
 
     /// The next file part (a `prefix` field before it is taken in), or `None` at the end.
@@ -108,7 +141,12 @@ impl Form {
         loop {
             let field = match self.multipart.next_field().await {
                 Ok(Some(f)) => f,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    if let Some(f) = &self.fingerprint {
+                        f.end();
+                    }
+                    return Ok(None);
+                }
                 Err(e) => {
                     self.failure.record(&e);
                     return Err(self.failure.problem(&e.to_string()));
@@ -128,11 +166,13 @@ impl Form {
             }
             self.files += 1;
             let prefix = self.prefix.as_ref().unwrap_or(&self.root);
-            let key = derive_key(prefix, filename.as_deref());
+            let key = derive_key(&self.root, prefix, filename.as_deref());
             let failure = Arc::clone(&self.failure);
-            let data = field
-                .map(move |r| r.inspect_err(|e| failure.record(e)))
-                .boxed();
+            let data = field.map(move |r| r.inspect_err(|e| failure.record(e)));
+            let data = match &self.fingerprint {
+                Some(f) => f.file(&name, filename.as_deref(), data).boxed(),
+                None => data.boxed(),
+            };
             return Ok(Some(FilePart {
                 filename: filename.unwrap_or_default(),
                 key,
@@ -155,6 +195,7 @@ impl Form {
                 ));
             }
             let text = read_text(field, MAX_PREFIX_FIELD).await?;
+            self.note_text(name, &text);
             self.skip = Some(parse_skip(&text)?);
             return Ok(());
         }
@@ -173,8 +214,15 @@ impl Form {
             ));
         }
         let text = read_text(field, MAX_PREFIX_FIELD).await?;
+        self.note_text(name, &text);
         self.prefix = Some(join_prefix(&self.root, &text)?);
         Ok(())
+    }
+
+    fn note_text(&self, name: &str, text: &str) {
+        if let Some(f) = &self.fingerprint {
+            f.text(name, text);
+        }
     }
 }
 
@@ -201,27 +249,36 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// The key of a file part, or the per-file error that says why it has none.
-fn derive_key(prefix: &KeyPrefix, filename: Option<&str>) -> Result<ObjectKey, FileError> {
+/// The key of a file part, or the per-file error that says why it has none. Keys in the
+/// daemon's reserved directory under `root` are refused.
+fn derive_key(
+    root: &KeyPrefix,
+    prefix: &KeyPrefix,
+    filename: Option<&str>,
+) -> Result<ObjectKey, FileError> {
+    let invalid = |msg: String| FileError::new(ErrorCode::InvalidKey, msg, false);
     match filename {
-        None | Some("") => Err(FileError::new(
-            ErrorCode::InvalidKey,
-            "the file part has no filename",
-            false,
-        )),
-        Some(f) => ObjectKey::derive(prefix, f).map_err(|e| {
-            FileError::new(ErrorCode::InvalidKey, format!("{e} [{}]", e.rule()), false)
-        }),
+        None | Some("") => Err(invalid("the file part has no filename".into())),
+        Some(f) => match ObjectKey::derive(prefix, f) {
+            Ok(k) if is_reserved(root, k.as_str()) => Err(invalid(reserved_message(root))),
+            Ok(k) => Ok(k),
+            Err(e) => Err(invalid(format!("{e} [{}]", e.rule()))),
+        },
     }
 }
 
 fn join_prefix(root: &KeyPrefix, p: &str) -> Result<KeyPrefix, ApiError> {
-    root.join(p).map_err(|e| {
+    let invalid = |why: String| {
         ApiError::new(
             ProblemKind::InvalidPrefix,
-            format!("invalid prefix {p:?}: {e} [{}]", e.rule()),
+            format!("invalid prefix {p:?}: {why}"),
         )
-    })
+    };
+    match root.join(p) {
+        Ok(joined) if is_reserved(root, joined.as_str()) => Err(invalid(reserved_message(root))),
+        Ok(joined) => Ok(joined),
+        Err(e) => Err(invalid(format!("{e} [{}]", e.rule()))),
+    }
 }
 
 async fn read_text(mut field: multer::Field<'_>, max: usize) -> Result<String, ApiError> {

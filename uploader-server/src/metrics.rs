@@ -78,6 +78,10 @@ fn describe() {
         "File parts received, by token id"
     );
     describe_counter!("uploader_token_bytes_total", "Bytes stored, by token id");
+    describe_counter!(
+        "uploader_idempotency_total",
+        "Requests with an Idempotency-Key, by outcome (claimed, replayed, in_use, reused)"
+    );
     describe_counter!("http_requests_total", "HTTP requests, by route and status");
     describe_histogram!(
         "http_request_duration_seconds",

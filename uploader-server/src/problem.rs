@@ -7,7 +7,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+
+use crate::model::{FileResult, Problem};
 
 /// What went wrong with a request as a whole; the `code` and the last segment of the problem
 /// `type`.
@@ -49,6 +50,20 @@ pub enum ProblemKind {
     QuotaExceeded,
     /// A browser request from an origin that may not call the API (cross-site form posts).
     ForbiddenOrigin,
+    /// The `Idempotency-Key` header is malformed.
+    InvalidIdempotencyKey,
+    /// A request with the same `Idempotency-Key` is still running.
+    IdempotencyKeyInUse,
+    /// The `Idempotency-Key` was used for a different request.
+    IdempotencyKeyReused,
+    /// The idempotency record could not be read or written.
+    IdempotencyUnavailable,
+}
+
+impl serde::Serialize for ProblemKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl ProblemKind {
@@ -72,6 +87,10 @@ impl ProblemKind {
         ProblemKind::InvalidLimits,
         ProblemKind::QuotaExceeded,
         ProblemKind::ForbiddenOrigin,
+        ProblemKind::InvalidIdempotencyKey,
+        ProblemKind::IdempotencyKeyInUse,
+        ProblemKind::IdempotencyKeyReused,
+        ProblemKind::IdempotencyUnavailable,
     ];
 
     /// The kind named `code`.
@@ -151,6 +170,23 @@ impl ProblemKind {
                 "The request carries an `Origin` that is neither the daemon's own nor one of \
                  its --cors-origin: a page of another site may not post to the daemon."
             }
+            K::InvalidIdempotencyKey => {
+                "The Idempotency-Key header must be sent once, with 1 to 255 printable ASCII \
+                 characters (bare or as a quoted string)."
+            }
+            K::IdempotencyKeyInUse => {
+                "A request with this Idempotency-Key is still being processed. Retry after \
+                 `Retry-After`: then the stored response is replayed."
+            }
+            K::IdempotencyKeyReused => {
+                "This Idempotency-Key was used (by the same token) for a request with other \
+                 files, names, prefix or options. Nothing was uploaded; use a new key for a new \
+                 request."
+            }
+            K::IdempotencyUnavailable => {
+                "The daemon could not read or write the idempotency record in the bucket. \
+                 Nothing was uploaded; retry with the same key."
+            }
         }
     }
 
@@ -176,6 +212,10 @@ impl ProblemKind {
             K::InvalidLimits => "invalid_limits",
             K::QuotaExceeded => "quota_exceeded",
             K::ForbiddenOrigin => "forbidden_origin",
+            K::InvalidIdempotencyKey => "invalid_idempotency_key",
+            K::IdempotencyKeyInUse => "idempotency_key_in_use",
+            K::IdempotencyKeyReused => "idempotency_key_reused",
+            K::IdempotencyUnavailable => "idempotency_unavailable",
         }
     }
 
@@ -189,14 +229,19 @@ impl ProblemKind {
             | K::MisplacedPrefix
             | K::InvalidPrefix
             | K::NoFiles
-            | K::InvalidLimits => StatusCode::BAD_REQUEST,
+            | K::InvalidLimits
+            | K::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            K::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            K::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             K::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             K::FieldTooLarge | K::TooManyFiles | K::RequestTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             K::BodyIdleTimeout => StatusCode::REQUEST_TIMEOUT,
             K::Unauthorized => StatusCode::UNAUTHORIZED,
-            K::Overloaded | K::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            K::Overloaded | K::ShuttingDown | K::IdempotencyUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             K::NotFound => StatusCode::NOT_FOUND,
             K::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             K::ForbiddenOrigin => StatusCode::FORBIDDEN,
@@ -206,7 +251,9 @@ impl ProblemKind {
     /// Seconds a client should wait before retrying, for the kinds that are worth a retry.
     fn retry_after(self) -> Option<u64> {
         match self {
-            ProblemKind::Overloaded => Some(1),
+            ProblemKind::Overloaded
+            | ProblemKind::IdempotencyKeyInUse
+            | ProblemKind::IdempotencyUnavailable => Some(1),
             ProblemKind::ShuttingDown => Some(5),
             _ => None,
         }
@@ -220,8 +267,8 @@ pub struct ApiError {
     pub kind: ProblemKind,
     /// What to tell the client.
     pub detail: String,
-    /// Extension members (e.g. the results of files stored before the failure).
-    pub extra: Option<(&'static str, Value)>,
+    /// The results of the files handled before the failure.
+    pub results: Option<Vec<FileResult>>,
     /// `Retry-After` seconds, instead of the kind's own.
     pub retry_after: Option<u64>,
 }
@@ -232,7 +279,7 @@ impl ApiError {
         ApiError {
             kind,
             detail: detail.into(),
-            extra: None,
+            results: None,
             retry_after: None,
         }
     }
@@ -264,9 +311,9 @@ impl ApiError {
         self
     }
 
-    /// Adds an extension member.
-    pub fn with(mut self, key: &'static str, value: Value) -> ApiError {
-        self.extra = Some((key, value));
+    /// Lists the files handled before the failure (the `results` member).
+    pub fn with_results(mut self, results: Vec<FileResult>) -> ApiError {
+        self.results = Some(results);
         self
     }
 }
@@ -274,17 +321,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({
-            "type": self.kind.type_uri(),
-            "code": self.kind.as_str(),
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some((k, v)) = self.extra {
-            body[k] = v;
-        }
-        let mut resp = (status, body.to_string()).into_response();
+        let body = Problem {
+            type_uri: self.kind.type_uri(),
+            code: self.kind,
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail,
+            results: self.results,
+        };
+        let json = serde_json::to_string(&body).expect("a problem serializes");
+        let mut resp = (status, json).into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -302,6 +348,14 @@ impl IntoResponse for ApiError {
 
 /// `GET /problems/<code>`: the explanation of a problem kind, as plain text; 404 (a
 /// `not_found` problem) for a code that is not one.
+#[utoipa::path(get, path = "/problems/{code}",
+    summary = "what a problem `type` means (the type of every problem document is /problems/{code})",
+    params(("code" = String, Path, description = "a problem code (Problem.code)")),
+    responses(
+        (status = 200, description = "the explanation", content_type = "text/plain", body = String),
+        (status = 404, description = "not a problem code", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn explain(axum::extract::Path(code): axum::extract::Path<String>) -> Response {
     let Some(kind) = ProblemKind::from_code(&code) else {
         return ApiError::new(ProblemKind::NotFound, "no such problem type").into_response();

@@ -50,7 +50,8 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     .with_auth(auth)
     .with_admin_tokens(&config.admin_tokens)
     .with_cors_origins(&config.cors_origins)
-    .with_ui(config.ui);
+    .with_ui(config.ui)
+    .with_idempotency(config.idempotency);
     // The client's address is in every request's extensions, for the access log.
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 

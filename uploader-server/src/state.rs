@@ -13,6 +13,7 @@ use uploader_core::{KeyPrefix, S3Store, Uploader};
 
 use crate::auth::Tokens;
 use crate::config::{CorsOrigin, Limits};
+use crate::idempotency::{IdempotencyConfig, Records};
 use crate::tenants::{Auth, TokensFileError};
 
 /// State shared by every request. Cheap to clone (the fields are behind one `Arc`).
@@ -48,6 +49,8 @@ pub struct Shared {
     pub(crate) cors_origins: Vec<CorsOrigin>,
     /// Whether `GET /` serves the upload page.
     pub(crate) ui: bool,
+    /// The idempotency records (in the uploader's store, under the root prefix).
+    pub(crate) records: Records,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +69,12 @@ impl AppState {
         tokens: &[String],
         s3: Option<Arc<S3Store>>,
     ) -> AppState {
+        let records = Records::new(
+            Arc::clone(uploader.store()),
+            root_prefix.clone(),
+            IdempotencyConfig::default(),
+            uploader.config().retry,
+        );
         AppState {
             shared: Arc::new(Shared {
                 uploader,
@@ -82,6 +91,7 @@ impl AppState {
                 metrics: crate::metrics::handle(),
                 cors_origins: Vec::new(),
                 ui: false,
+                records,
             }),
         }
     }
@@ -128,6 +138,20 @@ impl AppState {
         Arc::get_mut(&mut self.shared)
             .expect("the UI switch is set before the state is shared")
             .ui = ui;
+        self
+    }
+
+    /// Keeps idempotency records by `config` (`--idempotency-ttl`, `--idempotency-lease`).
+    /// Call it before the state is shared.
+    pub fn with_idempotency(mut self, config: IdempotencyConfig) -> AppState {
+        let shared = Arc::get_mut(&mut self.shared)
+            .expect("the idempotency settings are set before the state is shared");
+        shared.records = Records::new(
+            Arc::clone(shared.uploader.store()),
+            shared.root_prefix.clone(),
+            config,
+            shared.uploader.config().retry,
+        );
         self
     }
 

@@ -41,6 +41,12 @@ pub static CSP: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `GET /` with `--ui`.
+#[utoipa::path(get, path = "/", summary = "the upload page (with --ui; 404 without)",
+    responses(
+        (status = 200, description = "a self-contained HTML page", content_type = "text/html", body = String),
+        (status = 404, description = "the daemon runs without --ui", body = crate::model::Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn page() -> Response {
     let mut resp = Html(PAGE).into_response();
     resp.headers_mut().insert(

@@ -12,28 +12,92 @@ use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::{Request, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::RequestId;
 use uploader_core::{ErrorCode, FileError, StreamEnd};
 
 use crate::access::AccessStats;
+use crate::model::{BatchBody, Problem};
 
 use crate::batch::Batch;
 use crate::config::Limits;
-use crate::form::Form;
+use crate::form::{FilePart, Form};
+use crate::idempotency::fingerprint::Fingerprint;
+use crate::idempotency::{Begin, IdempotencyKey, idempotency_scope};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::{AppState, Slot};
 use crate::tenants::Identity;
 
 /// The query of `POST /v1/uploads`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// Key prefix under the server's root prefix and the token's (or the `prefix` form field).
     prefix: Option<String>,
-    /// `size` or `checksum`: leave objects that are unchanged by this measure as they are.
+    /// `size` or `checksum`: leave an object that has the file's size (size) or full-object
+    /// checksum (checksum) as it is; reported as skipped.
     skip_existing: Option<String>,
 }
 
+/// The form of `POST /v1/uploads` (for the OpenAPI document: the handler reads it as a stream).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UploadForm {
+    /// Key prefix under the server's root prefix and the token's; before the files.
+    prefix: Option<String>,
+    /// As the query parameter; before the files.
+    skip_existing: Option<String>,
+    /// The files (any part with a filename is a file).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+}
+
 /// The handler.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    summary = "Upload a batch of files (multipart/form-data), streamed to S3",
+    security(("bearer" = [])),
+    params(
+        UploadQuery,
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "1 to 255 printable ASCII characters: a repeat of the same request with \
+                        the same key (and token) gets the stored response, marked \
+                        Idempotent-Replayed, without uploading again"),
+    ),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "every file stored (or left unchanged with skip_existing); \
+            also a replayed response (`Idempotent-Replayed: true`)", body = BatchBody,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 207, description = "some files stored, some failed", body = BatchBody,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 422, description = "every file refused by validation (a batch), or the \
+            Idempotency-Key was used for a different request (a problem)",
+            content((BatchBody = "application/json"), (Problem = "application/problem+json"))),
+        (status = 502, description = "every file failed upstream", body = BatchBody),
+        (status = 400, description = "malformed multipart, unknown field, bad prefix, no files, \
+            malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing or invalid bearer token", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = "a browser's Origin that is neither the daemon's own nor a \
+            --cors-origin", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "the body stalled past the idle timeout", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 409, description = "a request with the same Idempotency-Key is still running; \
+            see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "request or file count over the limit", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = "not multipart/form-data", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = "over the token's requests or bytes per minute; see \
+            Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "overloaded, shutting down, or the idempotency record \
+            unreachable; see Retry-After", body = Problem,
+            content_type = "application/problem+json"),
+    )
+)]
 pub async fn handler(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -53,22 +117,58 @@ pub async fn handler(
         )
     })?;
     let limits = who.limits_within(&state.limits);
-    let mut form = Form::open(
-        &root,
-        &limits,
-        req,
-        query.prefix.as_deref(),
-        query.skip_existing.as_deref(),
-    )?;
+    let key = IdempotencyKey::from_headers(req.headers())?;
+    let auth = req.headers().get(header::AUTHORIZATION).cloned();
+    let (prefix, skip) = (query.prefix.as_deref(), query.skip_existing.as_deref());
+    let mut form = Form::open(&root, &limits, req, prefix, skip)?;
+    // Quotas first: a repeat is a request too, and its body is read.
     who.admit(form.declared)?;
+    let claim = match key {
+        None => None,
+        Some(key) => {
+            let scope = idempotency_scope(&state.auth, auth.as_ref().map(|v| v.as_bytes()));
+            form.fingerprint_with(Fingerprint::new(prefix, skip));
+            match state.records.begin(&scope, &key).await? {
+                Begin::Claimed(claim) => Some(claim),
+                Begin::Running => {
+                    return Err(ApiError::new(
+                        ProblemKind::IdempotencyKeyInUse,
+                        "a request with this Idempotency-Key is still being processed",
+                    ));
+                }
+                Begin::Completed(done) => {
+                    form.drain().await?;
+                    return done.replay(form.fingerprint().as_deref());
+                }
+            }
+        }
+    };
+    let (response, stats) = run_batch(&state, &who, &limits, &request_id, &mut form).await;
+    let mut response = match claim {
+        Some(claim) => claim.finish(response, form.fingerprint()).await,
+        None => response,
+    };
+    let status = response.status().as_u16();
+    crate::metrics::batch_done(status, started.elapsed());
+    tracing::info!(status, files = stats.files, "batch done");
+    response.extensions_mut().insert(stats);
+    Ok(response)
+}
+
+/// Reads and uploads the files of `form` for `who`; the response and what it stored.
+async fn run_batch(
+    state: &AppState,
+    who: &Identity,
+    limits: &Limits,
+    request_id: &RequestId,
+    form: &mut Form,
+) -> (Response, AccessStats) {
     let mut batch = Batch::default();
-    let request_error = read_files(&state, &who, &limits, &mut form, &mut batch)
-        .await
-        .err();
+    let request_error = read_files(state, who, limits, form, &mut batch).await.err();
     // Every started upload finishes (or aborts) before we answer.
     let finished = batch.finish().await;
     let response = match request_error {
-        Some(err) => Err(err.with("results", finished.results())),
+        Some(err) => Err(err.with_results(finished.results())),
         None if finished.is_empty() => Err(ApiError::new(
             ProblemKind::NoFiles,
             "the request carries no file parts",
@@ -79,17 +179,13 @@ pub async fn handler(
             Ok((status, axum::Json(body)).into_response())
         }
     };
-    let mut response = response.unwrap_or_else(IntoResponse::into_response);
-    let status = response.status().as_u16();
-    crate::metrics::batch_done(status, started.elapsed());
-    tracing::info!(status, files = finished.len(), "batch done");
     let (_, bytes) = finished.stored();
     crate::metrics::token_batch(who.id(), finished.len(), bytes);
-    response.extensions_mut().insert(AccessStats {
+    let stats = AccessStats {
         files: finished.len(),
         bytes,
-    });
-    Ok(response)
+    };
+    (response.unwrap_or_else(IntoResponse::into_response), stats)
 }
 
 /// Hands every file part to core, in order, each charged to the token's byte quota as it
@@ -102,27 +198,34 @@ async fn read_files(
     batch: &mut Batch,
 ) -> Result<(), ApiError> {
     let over = Arc::new(Mutex::new(None));
-    while let Some(part) = form.next_file().await? {
-        let key = match part.key {
+    while let Some(FilePart {
+        filename,
+        key,
+        data,
+    }) = form.next_file().await?
+    {
+        let key = match key {
             Ok(k) if !batch.claim(&k) => {
                 let error = FileError::new(
                     ErrorCode::DuplicateKey,
                     "an earlier file of this request has the same key",
                     false,
                 );
-                batch.refuse(part.filename, Some(k.into_string()), error);
+                batch.refuse(filename, Some(k.into_string()), error);
+                form.discard(data).await;
                 continue;
             }
             Ok(k) => k,
             Err(error) => {
-                batch.refuse(part.filename, None, error);
+                batch.refuse(filename, None, error);
+                form.discard(data).await;
                 continue;
             }
         };
         let max = Some(limits.max_file_size);
         let skip = form.skip.or(state.uploader.config().skip_existing);
         let data = crate::quota::metered(
-            part.data,
+            data,
             Arc::clone(who.quota()),
             who.limits().rates,
             Arc::clone(&over),
@@ -132,7 +235,7 @@ async fn read_files(
             .upload_stream_skipping(batch.len(), key.clone(), data, max, &state.shutdown, skip)
             .await;
         let end = upload.end().clone();
-        batch.push(part.filename, &key, upload);
+        batch.push(filename, &key, upload);
         if let StreamEnd::Broken(msg) = end {
             return Err(if state.shutdown.is_cancelled() {
                 ApiError::new(
