@@ -22,8 +22,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use tracing::{debug, warn};
 
 use super::{Checksum, ChecksumAlgorithm};
@@ -224,13 +222,7 @@ fn read_entries(path: &Path) -> Entries {
 
 /// A checksum from its algorithm's name and base64, if both are well-formed.
 fn checksum(alg: &str, value: &str) -> Option<Checksum> {
-    let algorithm: ChecksumAlgorithm = alg.parse().ok()?;
-    let raw = B64.decode(value).ok()?;
-    let want = match algorithm {
-        ChecksumAlgorithm::Crc32c => 4,
-        ChecksumAlgorithm::Md5 => 16,
-    };
-    (raw.len() == want).then_some(Checksum { algorithm, raw })
+    Checksum::from_base64(alg.parse().ok()?, value)
 }
 
 /// The entries of a whole, well-formed cache file; `None` for anything else. A file line is
@@ -314,6 +306,8 @@ fn tempfile_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
 
     fn id(n: u64) -> FileIdentity {
         FileIdentity {

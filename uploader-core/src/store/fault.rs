@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
+    ListedPart,
     Body, ListPage, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions,
     PutResult, StoreError, UploadId,
 };
@@ -236,6 +237,14 @@ impl ObjectStore for FaultyStore {
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         self.inner.list_multipart_uploads(prefix).await
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+    ) -> Result<Vec<ListedPart>, StoreError> {
+        self.inner.list_parts(key, upload_id).await
     }
 
     async fn list_objects_page(
