@@ -68,17 +68,11 @@ impl FileIdentity {
     }
 }
 
-/// Where the cache lives by default: `$XDG_STATE_HOME/uploader/checksums`, else
-/// `$HOME/.local/state/uploader/checksums` (`None` with neither set).
+/// Where the cache lives by default: `checksums` in [`crate::env::state_dir`]
+/// (`$XDG_STATE_HOME/uploader/checksums`, else `$HOME/.local/state/uploader/checksums`; `None`
+/// with neither set).
 pub fn default_path() -> Option<PathBuf> {
-    let var = |v: &str| {
-        std::env::var_os(v)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    };
-    let state = var(crate::env::XDG_STATE_HOME)
-        .or_else(|| var(crate::env::HOME).map(|h| h.join(".local/state")))?;
-    Some(state.join("uploader").join("checksums"))
+    Some(crate::env::state_dir()?.join("checksums"))
 }
 
 /// A stored object's version (its ETag, quotes trimmed) and that version's full checksum, by
