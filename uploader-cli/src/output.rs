@@ -82,6 +82,8 @@ struct SummaryLine {
     shard: Option<String>,
     /// Requests in flight: mode, final and peak limit, ceiling.
     concurrency: uploader_core::ConcurrencyReport,
+    /// What a resumed job did not send again (files skipped, parts reused, bytes).
+    resumed: uploader_core::ResumeReport,
 }
 
 pub fn human_bytes(b: u64) -> String {
@@ -261,6 +263,7 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             delete_refused: report.delete_refused.clone(),
             shard: shard.map(|s| s.to_string()),
             concurrency: report.concurrency,
+            resumed: report.resumed,
         });
         return;
     }
@@ -280,6 +283,15 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             ""
         }
     );
+    let r = report.resumed;
+    if r != uploader_core::ResumeReport::default() {
+        println!(
+            "resumed: {} files already uploaded, {} parts reused, {} not sent again",
+            r.files_skipped,
+            r.parts_reused,
+            human_bytes(r.bytes_not_resent)
+        );
+    }
     if deleting {
         match &report.delete_refused {
             Some(why) => println!("delete: {why}"),

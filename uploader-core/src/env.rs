@@ -28,6 +28,8 @@ pub const AWS_BATCH_JOB_ARRAY_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
 /// XDG base directories: where state lives (default `$HOME/.local/state`); the checksum cache
 /// is `uploader/checksums` under it.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// The job journal of `uploader upload` (`--journal`).
+pub const UPLOADER_JOURNAL: &str = "UPLOADER_JOURNAL";
 /// The user's home directory (the fallback of [`XDG_STATE_HOME`]).
 pub const HOME: &str = "HOME";
 

@@ -100,6 +100,10 @@ pub struct JournalConfig {
     pub id: String,
     /// The job's destination prefix: records of keys outside it are ignored.
     pub prefix: KeyPrefix,
+    /// Where the store is ([`JobIdentity::location`]) and its bucket, for `uploader jobs clean`.
+    pub location: String,
+    /// See `location`.
+    pub bucket: String,
     /// Continue the job the journal describes (without it, the journal is started anew, and the
     /// multipart uploads an earlier run of the same job left open are aborted first).
     pub resume: bool,
@@ -117,6 +121,10 @@ pub(crate) enum Record {
         v: u32,
         id: String,
         prefix: String,
+        #[serde(default)]
+        location: String,
+        #[serde(default)]
+        bucket: String,
         /// Seconds since the epoch.
         started: u64,
         #[serde(default)]
@@ -240,6 +248,10 @@ pub struct JobState {
     pub id: String,
     /// The destination prefix.
     pub prefix: String,
+    /// The store's location.
+    pub location: String,
+    /// The bucket.
+    pub bucket: String,
     /// When the job first started (seconds since the epoch).
     pub started: u64,
     /// Its command line.
@@ -317,6 +329,8 @@ pub fn read(
         v,
         id,
         prefix: job_prefix,
+        location,
+        bucket,
         started,
         command,
     }) = header
@@ -338,6 +352,8 @@ pub fn read(
     let mut state = JobState {
         id,
         prefix: job_prefix,
+        location,
+        bucket,
         started,
         command,
         ..JobState::default()
@@ -594,6 +610,8 @@ impl JournalWriter {
                 v: VERSION,
                 id: config.id.clone(),
                 prefix: config.prefix.as_str().to_owned(),
+                location: config.location.clone(),
+                bucket: config.bucket.clone(),
                 started,
                 command: config.command.clone(),
             });
@@ -782,6 +800,8 @@ mod tests {
             path: dir.join("jobs/j.ndjson"),
             id: "abc".into(),
             prefix: KeyPrefix::new("dest").unwrap(),
+            location: "http://127.0.0.1:1/b".into(),
+            bucket: "b".into(),
             resume: false,
             command: vec!["uploader".into()],
         }
@@ -827,7 +847,9 @@ mod tests {
     fn round_trips_and_binds_to_its_job() {
         let dir = tempfile::tempdir().unwrap();
         let (c, _) = written(dir.path());
-        let s = read(&c.path, Some("abc"), Some(&c.prefix)).unwrap().unwrap();
+        let s = read(&c.path, Some("abc"), Some(&c.prefix))
+            .unwrap()
+            .unwrap();
         assert!(s.done["dest/a"].matches(&id(1)));
         assert!(!s.done["dest/a"].matches(&id(9)), "another inode");
         let u = &s.uploads["dest/big"];
@@ -867,7 +889,10 @@ mod tests {
         std::fs::write(&c.path, &text[..cut]).unwrap();
         let s = read(&c.path, Some("abc"), None).unwrap().unwrap();
         assert!(s.done.contains_key("dest/a"));
-        assert!(s.uploads["dest/big"].parts.is_empty(), "the cut part is not trusted");
+        assert!(
+            s.uploads["dest/big"].parts.is_empty(),
+            "the cut part is not trusted"
+        );
         assert_eq!(s.ignored, 0, "a cut last line is a crash, not an attack");
     }
 

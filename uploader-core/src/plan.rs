@@ -234,8 +234,16 @@ mod tests {
         assert_eq!(p.part_size(), 6 * MIB);
         assert_eq!(p.parts(), 4);
         assert_eq!(p.part_range(4), (18 * MIB, 2 * MIB));
-        assert_eq!(Plan::with_part_size(20 * MIB, MIB), None, "under S3's floor");
-        assert_eq!(Plan::with_part_size(MAX_PARTS * P + 1, P), None, "over 10 000 parts");
+        assert_eq!(
+            Plan::with_part_size(20 * MIB, MIB),
+            None,
+            "under S3's floor"
+        );
+        assert_eq!(
+            Plan::with_part_size(MAX_PARTS * P + 1, P),
+            None,
+            "over 10 000 parts"
+        );
     }
 
     #[test]

@@ -31,8 +31,8 @@ use tracing::{info, warn};
 
 use crate::checksum::cache::FileIdentity;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
-use crate::journal::{JobState, JournalConfig, JournalPart, JournalWriter, OpenUpload};
 use crate::job::Job;
+use crate::journal::{JobState, JournalConfig, JournalPart, JournalWriter, OpenUpload};
 use crate::key::ObjectKey;
 use crate::plan::Plan;
 use crate::report::{Report, ResumeReport};
@@ -66,7 +66,11 @@ pub(crate) const ALREADY_DONE: &str = "already uploaded by an earlier run of thi
 /// used nor overwritten (a warning; the job runs without one).
 pub(crate) fn open(
     config: &JournalConfig,
-) -> (Option<JournalWriter>, Option<Resume>, Vec<(String, UploadId)>) {
+) -> (
+    Option<JournalWriter>,
+    Option<Resume>,
+    Vec<(String, UploadId)>,
+) {
     let found = crate::journal::read(&config.path, Some(&config.id), Some(&config.prefix));
     let found = match found {
         Ok(f) => f,
@@ -225,7 +229,9 @@ pub(crate) async fn reopen(
         let ours = recorded.and_then(|r| r.get(&p.part_number));
         match verified(job, path, offset, len, p, ours).await {
             Some(receipt) => reused.push((receipt, len)),
-            None => info!(%key, part = p.part_number.get(), "a listed part does not match the local bytes: it is sent again"),
+            None => {
+                info!(%key, part = p.part_number.get(), "a listed part does not match the local bytes: it is sent again")
+            }
         }
     }
     let bytes: u64 = reused.iter().map(|(_, len)| len).sum();
@@ -286,7 +292,8 @@ fn inferred_part_size(listed: &[ListedPart]) -> Option<u64> {
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
+    a.trim_matches('"')
+        .eq_ignore_ascii_case(b.trim_matches('"'))
 }
 
 /// A plain MD5 ETag's digest bytes (not a multipart `-<n>` one, not an opaque one).
@@ -397,7 +404,12 @@ async fn verified(
     }
 }
 
-async fn hash_range(path: &Path, offset: u64, len: u64, alg: ChecksumAlgorithm) -> Option<Checksum> {
+async fn hash_range(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    alg: ChecksumAlgorithm,
+) -> Option<Checksum> {
     let p = path.to_owned();
     tokio::task::spawn_blocking(move || Checksum::of_file_range(alg, &p, offset, len))
         .await

@@ -10,9 +10,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    ListedPart,
-    Body, ListPage, ListedObject, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
-    PutOptions, PutResult, ServiceErrorKind as Kind, StoreError, UploadId,
+    Body, ListPage, ListedObject, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt,
+    PendingUpload, PutOptions, PutResult, ServiceErrorKind as Kind, StoreError, UploadId,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::ObjectKey;

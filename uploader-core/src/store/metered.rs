@@ -18,9 +18,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    ListedPart,
-    Body, ListPage, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions,
-    PutResult, StoreError, UploadId,
+    Body, ListPage, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
+    PutOptions, PutResult, StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;

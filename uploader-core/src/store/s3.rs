@@ -31,8 +31,8 @@ use aws_smithy_types::byte_stream::Length;
 use bytes::Bytes;
 
 use super::{
-    Body, ListPage, ListedObject, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
-    PutOptions, PutResult, ServiceErrorKind, StoreError, UploadId,
+    Body, ListPage, ListedObject, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt,
+    PendingUpload, PutOptions, PutResult, ServiceErrorKind, StoreError, UploadId,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::env;
