@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod matrix;
 mod replicas;
+mod resume;
 mod shard;
 mod stores;
 mod sync;
