@@ -18,6 +18,15 @@ use crate::harness::Target;
 
 const MIB: usize = 1024 * 1024;
 
+/// The embedded endpoint on a temporary directory (returned too: its files are the server's).
+async fn embedded() -> (tempfile::TempDir, EmbeddedS3) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
+        .await
+        .unwrap();
+    (dir, server)
+}
+
 /// A proxy in front of `t` that stalls every request of `op` by `stall` (a throttle).
 async fn throttled(t: &Target, op: Op, stall: Duration) -> Proxy {
     let plan = FaultPlan {
@@ -242,10 +251,7 @@ async fn kill_9_then_resume(t: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_file_then_resume_sends_only_the_missing_parts_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (_dir, server) = embedded().await;
     kill_9_then_resume(&Target::embedded(&server)).await;
 }
 
@@ -253,6 +259,13 @@ async fn kill_9_mid_file_then_resume_sends_only_the_missing_parts_embedded() {
 async fn kill_9_mid_file_then_resume_sends_only_the_missing_parts_rclone() {
     let server = ThirdParty::rclone();
     kill_9_then_resume(&Target::third_party(&server, "rclone")).await;
+}
+
+/// moto keeps ListParts' ETags (MD5s): the journal's records are checked against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_file_then_resume_sends_only_the_missing_parts_moto() {
+    let server = ThirdParty::moto().await;
+    kill_9_then_resume(&Target::third_party(&server, "moto")).await;
 }
 
 /// A 2 000-file tree interrupted (SIGINT) at about half: `--resume` PUTs only the files not yet
@@ -324,10 +337,7 @@ async fn two_thousand_files(t: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_halfway_through_2000_files_then_resume_puts_only_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (_dir, server) = embedded().await;
     two_thousand_files(&Target::embedded(&server)).await;
 }
 
@@ -372,10 +382,7 @@ async fn source_changed(t: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_changed_before_the_resume_is_uploaded_whole_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (_dir, server) = embedded().await;
     source_changed(&Target::embedded(&server)).await;
 }
 
@@ -389,10 +396,7 @@ async fn a_source_changed_before_the_resume_is_uploaded_whole_rclone() {
 /// the local ones, are both sent again, never trusted; the object ends up right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_that_do_not_match_the_local_bytes_are_sent_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (dir, server) = embedded().await;
     let t = Target::embedded(&server);
     let proxy = throttled(&t, Op::UploadPart, Duration::from_millis(200)).await;
     let dest = "mismatch/";
@@ -488,10 +492,7 @@ async fn journal_deleted(t: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_journal_a_job_resumes_from_list_multipart_uploads_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (_dir, server) = embedded().await;
     journal_deleted(&Target::embedded(&server)).await;
 }
 
@@ -551,10 +552,7 @@ async fn finished_job(t: &Target) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_a_finished_job_uploads_nothing_and_exits_0_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (_dir, server) = embedded().await;
     finished_job(&Target::embedded(&server)).await;
 }
 
@@ -569,10 +567,7 @@ async fn resuming_a_finished_job_uploads_nothing_and_exits_0_rclone() {
 /// warning, and a file whose record does not match it is uploaded, never trusted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_journals_are_refused_or_ignored_safely() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "resume-bucket")
-        .await
-        .unwrap();
+    let (_dir, server) = embedded().await;
     let t = Target::embedded(&server);
     let proxy = Proxy::start(&t.endpoint, FaultPlan::none()).await;
     let src = tempfile::tempdir().unwrap();

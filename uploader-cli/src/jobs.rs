@@ -46,16 +46,16 @@ fn line<'a>(e: &'a JobEntry, s: &'a JobState) -> JobLine<'a> {
         .sum();
     JobLine {
         r#type: "job",
-        id: &s.id,
+        id: &s.job.id,
         journal: e.path.display().to_string(),
-        destination: format!("s3://{}/{}", s.bucket, s.prefix),
+        destination: format!("s3://{}/{}", s.job.bucket, s.job.prefix),
         status: status(s),
         age_secs: age(e).map(|a| a.as_secs()),
         files_done: s.done.len(),
         bytes_done: s.done.values().map(|d| d.size).sum::<u64>() + part_bytes,
         open_uploads: s.uploads.len(),
         parts_done: parts,
-        command: &s.command,
+        command: &s.job.command,
     }
 }
 
@@ -92,13 +92,10 @@ fn show(out: Output, e: &JobEntry, s: &JobState) {
         out.json_line(&l);
         return;
     }
-    let age = l
-        .age_secs
-        .map(|a| format!("{:.1} h ago", a as f64 / 3600.0))
-        .unwrap_or_else(|| "unknown age".into());
+    let age = crate::output::hours(l.age_secs);
     out.line(format_args!(
-        "{} {:<9} {} ({age}): {} files done, {} uploaded, {} open multipart uploads ({} parts)",
-        &s.id[..s.id.len().min(12)],
+        "{} {:<9} {} ({age} old): {} files done, {} uploaded, {} open multipart uploads ({} parts)",
+        &s.job.id[..s.job.id.len().min(12)],
         l.status,
         l.destination,
         l.files_done,
@@ -106,10 +103,10 @@ fn show(out: Output, e: &JobEntry, s: &JobState) {
         l.open_uploads,
         l.parts_done,
     ));
-    if !s.command.is_empty() {
+    if !s.job.command.is_empty() {
         out.line(format_args!(
             "    {}",
-            shlex::try_join(s.command.iter().map(String::as_str)).unwrap_or_default()
+            shlex::try_join(s.job.command.iter().map(String::as_str)).unwrap_or_default()
         ));
     }
 }
@@ -132,7 +129,7 @@ async fn clean(out: Output, entries: Vec<JobEntry>, c: &JobsCleanArgs) -> Result
         if !s.finished && !abandoned {
             out.line(format_args!(
                 "kept       {} (resumable, younger than {})",
-                s.id, c.older_than
+                s.job.id, c.older_than
             ));
             continue;
         }
@@ -142,13 +139,13 @@ async fn clean(out: Output, entries: Vec<JobEntry>, c: &JobsCleanArgs) -> Result
                 Ok(false) => continue,
                 Err(why) => {
                     failed = true;
-                    out.line(format_args!("FAILED     {}: {why}", s.id));
+                    out.line(format_args!("FAILED     {}: {why}", s.job.id));
                     continue;
                 }
             }
         }
         if c.dry_run {
-            out.line(format_args!("would remove {} ({})", s.id, status(s)));
+            out.line(format_args!("would remove {} ({})", s.job.id, status(s)));
         } else if let Err(err) = std::fs::remove_file(&e.path) {
             failed = true;
             out.line(format_args!(
@@ -156,7 +153,7 @@ async fn clean(out: Output, entries: Vec<JobEntry>, c: &JobsCleanArgs) -> Result
                 e.path.display()
             ));
         } else {
-            out.line(format_args!("removed    {} ({})", s.id, status(s)));
+            out.line(format_args!("removed    {} ({})", s.job.id, status(s)));
         }
     }
     Ok(if failed { exit::SOME_FAILED } else { exit::OK })
@@ -164,14 +161,14 @@ async fn clean(out: Output, entries: Vec<JobEntry>, c: &JobsCleanArgs) -> Result
 
 /// Aborts the open uploads of an abandoned job; `Ok(false)` when the job is of another store.
 async fn abort_uploads(out: Output, s: &JobState, c: &JobsCleanArgs) -> Result<bool, String> {
-    let conn = connect(&c.connection, &s.bucket)
+    let conn = connect(&c.connection, &s.job.bucket)
         .await
         .map_err(|Fatal(_, e)| format!("{e:#}"))?;
     let location = crate::location(&c.connection, conn.store().as_ref());
-    if location != s.location {
+    if location != s.job.location {
         out.line(format_args!(
             "kept       {} (its uploads are on {}: pass that store's connection flags)",
-            s.id, s.location
+            s.job.id, s.job.location
         ));
         return Ok(false);
     }
@@ -179,14 +176,14 @@ async fn abort_uploads(out: Output, s: &JobState, c: &JobsCleanArgs) -> Result<b
         if c.dry_run {
             out.line(format_args!(
                 "would abort s3://{}/{key} (upload {})",
-                s.bucket, u.upload_id
+                s.job.bucket, u.upload_id
             ));
             continue;
         }
         match conn.store().abort_multipart(key, &u.upload_id).await {
             Ok(()) => out.line(format_args!(
                 "aborted    s3://{}/{key} (upload {})",
-                s.bucket, u.upload_id
+                s.job.bucket, u.upload_id
             )),
             Err(e) if e.kind() == Some(uploader_core::ServiceErrorKind::NoSuchUpload) => {}
             Err(e) => {

@@ -294,10 +294,7 @@ async fn cleanup(out: Output, args: &CleanupArgs) -> Result<u8, Fatal> {
         if out.json {
             out.json_line(e);
         } else {
-            let age = e
-                .age_secs
-                .map(|s| format!("{:.1} h", s as f64 / 3600.0))
-                .unwrap_or_else(|| "unknown age".into());
+            let age = output::hours(e.age_secs);
             out.line(format_args!(
                 "{:<12} {} (upload {}, {age})",
                 e.action,

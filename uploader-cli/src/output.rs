@@ -86,6 +86,12 @@ struct SummaryLine {
     resumed: uploader_core::ResumeReport,
 }
 
+/// An age in hours (`"1.5 h"`), or `"unknown age"`.
+pub fn hours(secs: Option<u64>) -> String {
+    secs.map(|s| format!("{:.1} h", s as f64 / 3600.0))
+        .unwrap_or_else(|| "unknown age".into())
+}
+
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;

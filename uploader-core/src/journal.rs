@@ -111,25 +111,37 @@ pub struct JournalConfig {
     pub command: Vec<String>,
 }
 
+/// The first record of a journal: which job it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobHeader {
+    /// [`FORMAT`].
+    pub format: String,
+    /// [`VERSION`].
+    pub v: u32,
+    /// The job id ([`JobIdentity::id`]).
+    pub id: String,
+    /// The destination prefix.
+    pub prefix: String,
+    /// The store's location ([`JobIdentity::location`]).
+    #[serde(default)]
+    pub location: String,
+    /// The bucket.
+    #[serde(default)]
+    pub bucket: String,
+    /// When the job started, in seconds since the epoch.
+    pub started: u64,
+    /// Its command line.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
 /// One line of a journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum Record {
     /// The first line.
-    Job {
-        format: String,
-        v: u32,
-        id: String,
-        prefix: String,
-        #[serde(default)]
-        location: String,
-        #[serde(default)]
-        bucket: String,
-        /// Seconds since the epoch.
-        started: u64,
-        #[serde(default)]
-        command: Vec<String>,
-    },
+    Job(JobHeader),
     /// A file stored.
     Done {
         key: String,
@@ -244,18 +256,8 @@ impl OpenUpload {
 /// What a journal says about its job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobState {
-    /// The job id.
-    pub id: String,
-    /// The destination prefix.
-    pub prefix: String,
-    /// The store's location.
-    pub location: String,
-    /// The bucket.
-    pub bucket: String,
-    /// When the job first started (seconds since the epoch).
-    pub started: u64,
-    /// Its command line.
-    pub command: Vec<String>,
+    /// Which job it is.
+    pub job: JobHeader,
     /// Files stored, by key.
     pub done: HashMap<String, DoneFile>,
     /// Multipart uploads open, by key.
@@ -324,42 +326,27 @@ pub fn read(
         Some(Line::Whole(l)) => serde_json::from_slice::<Record>(&l).ok(),
         _ => None,
     };
-    let Some(Record::Job {
-        format,
-        v,
-        id,
-        prefix: job_prefix,
-        location,
-        bucket,
-        started,
-        command,
-    }) = header
-    else {
+    let Some(Record::Job(job)) = header else {
         return Err(not_a_journal());
     };
-    if format != FORMAT || v != VERSION {
+    if job.format != FORMAT || job.v != VERSION {
         return Err(not_a_journal());
     }
     if let Some(expected) = expected
-        && expected != id
+        && expected != job.id
     {
         return Err(JournalError::OtherJob {
             path: path.to_owned(),
-            found: id,
+            found: job.id,
             expected: expected.to_owned(),
         });
     }
     let mut state = JobState {
-        id,
-        prefix: job_prefix,
-        location,
-        bucket,
-        started,
-        command,
+        job,
         ..JobState::default()
     };
     // A key counts only when it is one the key rules could have made under the prefix.
-    let own_prefix = KeyPrefix::new(&state.prefix).ok();
+    let own_prefix = KeyPrefix::new(&state.job.prefix).ok();
     let Some(dest) = prefix.or(own_prefix.as_ref()).cloned() else {
         return Err(not_a_journal());
     };
@@ -605,7 +592,7 @@ impl JournalWriter {
             let started = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            writer.append(&Record::Job {
+            writer.append(&Record::Job(JobHeader {
                 format: FORMAT.into(),
                 v: VERSION,
                 id: config.id.clone(),
@@ -614,7 +601,7 @@ impl JournalWriter {
                 bucket: config.bucket.clone(),
                 started,
                 command: config.command.clone(),
-            });
+            }));
             writer.flush();
         }
         Ok(writer)
@@ -861,7 +848,7 @@ mod tests {
             p.checksum,
             Some(Checksum::of_bytes(ChecksumAlgorithm::Crc32c, b"part one"))
         );
-        assert_eq!(s.command, vec!["uploader".to_owned()]);
+        assert_eq!(s.job.command, vec!["uploader".to_owned()]);
         assert!(!s.finished);
         assert_eq!(s.ignored, 0);
         // Another job's id is refused, not used.
