@@ -189,7 +189,7 @@ async fn abort_uploads(out: Output, s: &JobState, c: &JobsCleanArgs) -> Result<b
             Err(e) => {
                 return Err(format!(
                     "aborting s3://{}/{key}: {}",
-                    s.bucket,
+                    s.job.bucket,
                     uploader_core::error_chain(&e)
                 ));
             }

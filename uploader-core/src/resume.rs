@@ -44,7 +44,7 @@ use crate::transfer::{MultipartSession, abort_upload};
 #[derive(Debug)]
 pub(crate) enum Resume {
     /// The journal's records.
-    Journal(JobState),
+    Journal(Box<JobState>),
     /// No journal: pending uploads are looked for with ListMultipartUploads.
     Fallback,
 }
@@ -82,7 +82,7 @@ pub(crate) fn open(
     let (resume, stale) = match (config.resume, found) {
         (true, Some(state)) => {
             info!(path = %config.path.display(), done = state.done.len(), open = state.uploads.len(), ignored = state.ignored, "resuming the job of the journal");
-            (Some(Resume::Journal(state)), Vec::new())
+            (Some(Resume::Journal(Box::new(state))), Vec::new())
         }
         (true, None) => {
             info!(path = %config.path.display(), "no journal of this job: pending multipart uploads are looked for instead");
