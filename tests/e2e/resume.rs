@@ -646,3 +646,77 @@ async fn bad_journals_are_refused_or_ignored_safely() {
         .collect();
     assert_eq!(keys, ["safe/a.bin", "safe/b.bin"]);
 }
+
+/// `uploader jobs` lists a resumable and a finished job; `jobs clean` removes the finished one,
+/// keeps the resumable one while it is younger than `--older-than`, and once abandoned aborts
+/// its multipart upload and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_lists_resumable_jobs_and_clean_removes_finished_and_abandoned_ones() {
+    let (_dir, server) = embedded().await;
+    let t = Target::embedded(&server);
+    let proxy = throttled(&t, Op::UploadPart, Duration::from_millis(200)).await;
+    let i = interrupt(&t, &proxy, "jobs/", "-INT", 2).await;
+    let home = i.home.path();
+    // A finished job in the same state directory.
+    let small = tempfile::tempdir().unwrap();
+    write(small.path(), "s.bin", &data(100, 1));
+    let done = run(upload(&t, home, &proxy, small.path(), "small/", &[])).await;
+    assert_eq!(done.status.code(), Some(0), "{}", describe(&done));
+
+    let jobs = |args: &[&str]| {
+        let mut c = t.command(home);
+        c.arg("jobs").args(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    };
+    let listed = run(jobs(&["--json"])).await;
+    assert_eq!(listed.status.code(), Some(0), "{}", describe(&listed));
+    let mut lines = json_lines(&listed);
+    lines.sort_by_key(|l| l["status"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(lines.len(), 2, "{}", describe(&listed));
+    assert_eq!(lines[0]["status"], "finished");
+    assert_eq!(lines[0]["files_done"], 1);
+    assert_eq!(lines[1]["status"], "resumable");
+    assert_eq!(lines[1]["open_uploads"], 1);
+    assert!(lines[1]["parts_done"].as_u64().unwrap() >= 2);
+    let bucket = &t.bucket;
+    assert_eq!(lines[1]["destination"], format!("s3://{bucket}/jobs/"));
+
+    let endpoint = proxy.endpoint();
+    let direct = t.direct().await;
+    let young = run(jobs(&["clean", "--endpoint-url", &endpoint])).await;
+    assert_eq!(young.status.code(), Some(0), "{}", describe(&young));
+    assert_eq!(
+        std::fs::read_dir(home.join(".local/state/uploader/jobs"))
+            .unwrap()
+            .count(),
+        1,
+        "the finished job is removed, the resumable one kept"
+    );
+    assert_eq!(
+        direct.list_multipart_uploads("jobs/").await.unwrap().len(),
+        1
+    );
+
+    let old = run(jobs(&[
+        "clean",
+        "--older-than",
+        "0s",
+        "--endpoint-url",
+        &endpoint,
+    ]))
+    .await;
+    assert_eq!(old.status.code(), Some(0), "{}", describe(&old));
+    assert!(
+        String::from_utf8_lossy(&old.stdout).contains("aborted"),
+        "{}",
+        describe(&old)
+    );
+    assert_nothing_pending(&direct, "jobs/").await;
+    assert_eq!(
+        std::fs::read_dir(home.join(".local/state/uploader/jobs"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
