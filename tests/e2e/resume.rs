@@ -18,6 +18,23 @@ use crate::harness::Target;
 
 const MIB: usize = 1024 * 1024;
 
+/// Two tests running `$check` (an `async fn(&Target)`): on the embedded endpoint and on rclone.
+macro_rules! on_embedded_and_rclone {
+    ($check:ident, $embedded:ident, $rclone:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $embedded() {
+            let (_dir, server) = embedded().await;
+            $check(&Target::embedded(&server)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $rclone() {
+            let server = ThirdParty::rclone();
+            $check(&Target::third_party(&server, "rclone")).await;
+        }
+    };
+}
+
 /// The embedded endpoint on a temporary directory (returned too: its files are the server's).
 async fn embedded() -> (tempfile::TempDir, EmbeddedS3) {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +169,41 @@ struct Interrupted {
 
 const PARTS: usize = 16;
 
+/// What `--resume` of an interrupted job did.
+struct Resumed {
+    summary: serde_json::Value,
+    /// Parts reused (the summary's).
+    reused: usize,
+    /// UploadPart requests and bytes the proxy saw.
+    parts_sent: usize,
+    bytes_sent: u64,
+}
+
+impl Interrupted {
+    /// Runs `--resume` through `proxy`; checks it exits 0, stores `want` at `dest` + `big.bin`
+    /// byte for byte and leaves no upload pending.
+    async fn resume(&self, t: &Target, proxy: &Proxy, dest: &str, want: &[u8]) -> Resumed {
+        let (parts0, bytes0) = (
+            proxy.stats.seen(Op::UploadPart),
+            proxy.stats.bytes(Op::UploadPart),
+        );
+        let (home, src) = (self.home.path(), self.src.path());
+        let out = run(upload(t, home, proxy, src, dest, &["--resume"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}: {}", t.name, describe(&out));
+        let summary = summary(&out);
+        let reused = summary["resumed"]["parts_reused"].as_u64().unwrap() as usize;
+        let direct = t.direct().await;
+        assert_stored(&direct, &format!("{dest}big.bin"), want).await;
+        assert_nothing_pending(&direct, dest).await;
+        Resumed {
+            summary,
+            reused,
+            parts_sent: (proxy.stats.seen(Op::UploadPart) - parts0) as usize,
+            bytes_sent: proxy.stats.bytes(Op::UploadPart) - bytes0,
+        }
+    }
+}
+
 /// Uploads a 128 MiB file (16 parts of 8 MiB) through `proxy`, which stalls each part, and
 /// interrupts the CLI with `sig` once the server lists `after` parts: `-KILL` (nothing is
 /// cleaned up, the journal is as last flushed) or `-INT` with `--resumable` (parts in flight
@@ -205,55 +257,35 @@ async fn kill_9_then_resume(t: &Target) {
     let proxy = throttled(t, Op::UploadPart, Duration::from_millis(300)).await;
     let dest = "kill9/";
     let i = interrupt(t, &proxy, dest, "-KILL", 6).await;
-    let (parts0, bytes0) = (
-        proxy.stats.seen(Op::UploadPart),
-        proxy.stats.bytes(Op::UploadPart),
-    );
-    let out = run(upload(
-        t,
-        i.home.path(),
-        &proxy,
-        i.src.path(),
-        dest,
-        &["--resume"],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let s = summary(&out);
-    let reused = s["resumed"]["parts_reused"].as_u64().unwrap() as usize;
-    let not_resent = s["resumed"]["bytes_not_resent"].as_u64().unwrap();
+    let r = i.resume(t, &proxy, dest, &i.bytes).await;
+    let not_resent = r.summary["resumed"]["bytes_not_resent"].as_u64().unwrap();
     assert!(
-        reused >= i.listed_before,
-        "{}: every part stored before the kill is reused ({reused} < {})",
+        r.reused >= i.listed_before,
+        "{}: every part stored before the kill is reused ({} < {})",
         t.name,
+        r.reused,
         i.listed_before
     );
-    assert_eq!(not_resent, (reused * 8 * MIB) as u64);
-    let sent = proxy.stats.seen(Op::UploadPart) - parts0;
-    let sent_bytes = proxy.stats.bytes(Op::UploadPart) - bytes0;
+    assert_eq!(not_resent, (r.reused * 8 * MIB) as u64);
     assert_eq!(
-        sent as usize,
-        PARTS - reused,
-        "{}: only the missing parts are sent",
+        r.parts_sent,
+        PARTS - r.reused,
+        "{}: only the missing parts",
         t.name
     );
-    assert_eq!(sent_bytes, i.bytes.len() as u64 - not_resent, "{}", t.name);
-    let direct = t.direct().await;
-    assert_stored(&direct, "kill9/big.bin", &i.bytes).await;
-    assert_nothing_pending(&direct, dest).await;
+    assert_eq!(
+        r.bytes_sent,
+        i.bytes.len() as u64 - not_resent,
+        "{}",
+        t.name
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_file_then_resume_sends_only_the_missing_parts_embedded() {
-    let (_dir, server) = embedded().await;
-    kill_9_then_resume(&Target::embedded(&server)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_file_then_resume_sends_only_the_missing_parts_rclone() {
-    let server = ThirdParty::rclone();
-    kill_9_then_resume(&Target::third_party(&server, "rclone")).await;
-}
+on_embedded_and_rclone!(
+    kill_9_then_resume,
+    kill_9_mid_file_then_resume_sends_only_the_missing_parts_embedded,
+    kill_9_mid_file_then_resume_sends_only_the_missing_parts_rclone
+);
 
 /// A 2 000-file tree interrupted (SIGINT) at about half: `--resume` PUTs only the files not yet
 /// stored, and every object is present with its bytes.
@@ -345,39 +377,16 @@ async fn source_changed(t: &Target) {
         .unwrap()
         .set_modified(later)
         .unwrap();
-    let parts0 = proxy.stats.seen(Op::UploadPart);
-    let out = run(upload(
-        t,
-        i.home.path(),
-        &proxy,
-        i.src.path(),
-        dest,
-        &["--resume"],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(summary(&out)["resumed"]["parts_reused"], 0);
-    assert_eq!(
-        (proxy.stats.seen(Op::UploadPart) - parts0) as usize,
-        PARTS,
-        "uploaded whole"
-    );
-    let direct = t.direct().await;
-    assert_stored(&direct, "changed/big.bin", &new).await;
-    assert_nothing_pending(&direct, dest).await;
+    let r = i.resume(t, &proxy, dest, &new).await;
+    assert_eq!(r.reused, 0, "{}", t.name);
+    assert_eq!(r.parts_sent, PARTS, "{}: uploaded whole", t.name);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_changed_before_the_resume_is_uploaded_whole_embedded() {
-    let (_dir, server) = embedded().await;
-    source_changed(&Target::embedded(&server)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_changed_before_the_resume_is_uploaded_whole_rclone() {
-    let server = ThirdParty::rclone();
-    source_changed(&Target::third_party(&server, "rclone")).await;
-}
+on_embedded_and_rclone!(
+    source_changed,
+    a_source_changed_before_the_resume_is_uploaded_whole_embedded,
+    a_source_changed_before_the_resume_is_uploaded_whole_rclone
+);
 
 /// A part whose journal record was tampered with, and a part whose bytes on the server are not
 /// the local ones, are both sent again, never trusted; the object ends up right.
@@ -413,31 +422,17 @@ async fn parts_that_do_not_match_the_local_bytes_are_sent_again() {
     let len = std::fs::metadata(&part2).unwrap().len() as usize;
     std::fs::write(&part2, data(len, 1234)).unwrap();
 
-    let parts0 = proxy.stats.seen(Op::UploadPart);
-    let out = run(upload(
-        &t,
-        i.home.path(),
-        &proxy,
-        i.src.path(),
-        dest,
-        &["--resume"],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let reused = summary(&out)["resumed"]["parts_reused"].as_u64().unwrap() as usize;
+    let r = i.resume(&t, &proxy, dest, &i.bytes).await;
     assert_eq!(
-        reused,
+        r.reused,
         listed - 2,
         "the two mismatching parts are not reused"
     );
-    let sent = (proxy.stats.seen(Op::UploadPart) - parts0) as usize;
     assert_eq!(
-        sent,
+        r.parts_sent,
         PARTS - listed + 2,
         "the missing parts and the two mismatching ones"
     );
-    assert_stored(&direct, "mismatch/big.bin", &i.bytes).await;
-    assert_nothing_pending(&direct, dest).await;
 }
 
 /// The journal deleted: the pending upload is found with ListMultipartUploads, its part size
@@ -449,45 +444,25 @@ async fn journal_deleted(t: &Target) {
     let direct = t.direct().await;
     let listed = listed_parts(&direct, dest).await;
     std::fs::remove_file(journal(i.home.path())).unwrap();
-    let parts0 = proxy.stats.seen(Op::UploadPart);
     let lists0 = proxy.stats.seen(Op::ListMultipartUploads);
-    let out = run(upload(
-        t,
-        i.home.path(),
-        &proxy,
-        i.src.path(),
-        dest,
-        &["--resume"],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = i.resume(t, &proxy, dest, &i.bytes).await;
     assert!(
         proxy.stats.seen(Op::ListMultipartUploads) > lists0,
         "the fallback listed"
     );
-    let reused = summary(&out)["resumed"]["parts_reused"].as_u64().unwrap() as usize;
     assert_eq!(
-        reused, listed,
+        r.reused, listed,
         "{}: every listed part verified and reused",
         t.name
     );
-    let sent = (proxy.stats.seen(Op::UploadPart) - parts0) as usize;
-    assert_eq!(sent, PARTS - listed, "{}", t.name);
-    assert_stored(&direct, "nojournal/big.bin", &i.bytes).await;
-    assert_nothing_pending(&direct, dest).await;
+    assert_eq!(r.parts_sent, PARTS - listed, "{}", t.name);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_its_journal_a_job_resumes_from_list_multipart_uploads_embedded() {
-    let (_dir, server) = embedded().await;
-    journal_deleted(&Target::embedded(&server)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_its_journal_a_job_resumes_from_list_multipart_uploads_rclone() {
-    let server = ThirdParty::rclone();
-    journal_deleted(&Target::third_party(&server, "rclone")).await;
-}
+on_embedded_and_rclone!(
+    journal_deleted,
+    without_its_journal_a_job_resumes_from_list_multipart_uploads_embedded,
+    without_its_journal_a_job_resumes_from_list_multipart_uploads_rclone
+);
 
 /// Resuming a job that had finished sends nothing and exits 0.
 async fn finished_job(t: &Target) {
@@ -537,17 +512,11 @@ async fn finished_job(t: &Target) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resuming_a_finished_job_uploads_nothing_and_exits_0_embedded() {
-    let (_dir, server) = embedded().await;
-    finished_job(&Target::embedded(&server)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resuming_a_finished_job_uploads_nothing_and_exits_0_rclone() {
-    let server = ThirdParty::rclone();
-    finished_job(&Target::third_party(&server, "rclone")).await;
-}
+on_embedded_and_rclone!(
+    finished_job,
+    resuming_a_finished_job_uploads_nothing_and_exits_0_embedded,
+    resuming_a_finished_job_uploads_nothing_and_exits_0_rclone
+);
 
 /// A journal is attacker-reachable: another job's journal is refused (exit 2, left as it is);
 /// records for keys outside the destination, garbage and a huge line are ignored with a
