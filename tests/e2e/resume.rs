@@ -71,7 +71,10 @@ fn upload(
     if !extra.contains(&"--concurrency") {
         c.args(["--concurrency", "2"]);
     }
-    c.args(["--multipart-threshold", "8MiB", "--part-size", "8MiB"])
+    if !extra.contains(&"--part-size") {
+        c.args(["--part-size", "8MiB"]);
+    }
+    c.args(["--multipart-threshold", "8MiB"])
         .args(["--allow-mime", "application/octet-stream"])
         .args(extra)
         .arg(src)
@@ -180,15 +183,23 @@ struct Resumed {
 }
 
 impl Interrupted {
-    /// Runs `--resume` through `proxy`; checks it exits 0, stores `want` at `dest` + `big.bin`
+    /// Runs `--resume` (and `extra`) through `proxy`; checks it exits 0, stores `want` at `dest` + `big.bin`
     /// byte for byte and leaves no upload pending.
-    async fn resume(&self, t: &Target, proxy: &Proxy, dest: &str, want: &[u8]) -> Resumed {
+    async fn resume(
+        &self,
+        t: &Target,
+        proxy: &Proxy,
+        dest: &str,
+        want: &[u8],
+        extra: &[&str],
+    ) -> Resumed {
         let (parts0, bytes0) = (
             proxy.stats.seen(Op::UploadPart),
             proxy.stats.bytes(Op::UploadPart),
         );
         let (home, src) = (self.home.path(), self.src.path());
-        let out = run(upload(t, home, proxy, src, dest, &["--resume"])).await;
+        let args = [&["--resume"], extra].concat();
+        let out = run(upload(t, home, proxy, src, dest, &args)).await;
         assert_eq!(out.status.code(), Some(0), "{}: {}", t.name, describe(&out));
         let summary = summary(&out);
         let reused = summary["resumed"]["parts_reused"].as_u64().unwrap() as usize;
@@ -251,13 +262,18 @@ async fn interrupt(t: &Target, proxy: &Proxy, dest: &str, sig: &str, after: usiz
 
 /// `kill -9` while a large file is half sent; `--resume` sends only the missing parts.
 ///
+/// The resume is given another `--part-size`: the upload keeps the part size it was begun with.
+///
 /// The 1 GiB is 128 MiB here (16 parts of 8 MiB) to stay well under 20 s on a 2-core CI
 /// machine with a debug build; the part count, not the size, is what the test is about.
 async fn kill_9_then_resume(t: &Target) {
     let proxy = throttled(t, Op::UploadPart, Duration::from_millis(300)).await;
     let dest = "kill9/";
     let i = interrupt(t, &proxy, dest, "-KILL", 6).await;
-    let r = i.resume(t, &proxy, dest, &i.bytes).await;
+    // Another --part-size: the upload in progress keeps its own.
+    let r = i
+        .resume(t, &proxy, dest, &i.bytes, &["--part-size", "16MiB"])
+        .await;
     let not_resent = r.summary["resumed"]["bytes_not_resent"].as_u64().unwrap();
     assert!(
         r.reused >= i.listed_before,
@@ -377,7 +393,7 @@ async fn source_changed(t: &Target) {
         .unwrap()
         .set_modified(later)
         .unwrap();
-    let r = i.resume(t, &proxy, dest, &new).await;
+    let r = i.resume(t, &proxy, dest, &new, &[]).await;
     assert_eq!(r.reused, 0, "{}", t.name);
     assert_eq!(r.parts_sent, PARTS, "{}: uploaded whole", t.name);
 }
@@ -422,7 +438,7 @@ async fn parts_that_do_not_match_the_local_bytes_are_sent_again() {
     let len = std::fs::metadata(&part2).unwrap().len() as usize;
     std::fs::write(&part2, data(len, 1234)).unwrap();
 
-    let r = i.resume(&t, &proxy, dest, &i.bytes).await;
+    let r = i.resume(&t, &proxy, dest, &i.bytes, &[]).await;
     assert_eq!(
         r.reused,
         listed - 2,
@@ -445,7 +461,7 @@ async fn journal_deleted(t: &Target) {
     let listed = listed_parts(&direct, dest).await;
     std::fs::remove_file(journal(i.home.path())).unwrap();
     let lists0 = proxy.stats.seen(Op::ListMultipartUploads);
-    let r = i.resume(t, &proxy, dest, &i.bytes).await;
+    let r = i.resume(t, &proxy, dest, &i.bytes, &[]).await;
     assert!(
         proxy.stats.seen(Op::ListMultipartUploads) > lists0,
         "the fallback listed"
