@@ -168,6 +168,8 @@ struct Interrupted {
     bytes: Vec<u8>,
     /// Parts the server listed when the interruption was sent.
     listed_before: usize,
+    /// The command the CLI printed to resume (not after `kill -9`).
+    resume_command: Option<String>,
 }
 
 const PARTS: usize = 16;
@@ -236,15 +238,17 @@ async fn interrupt(t: &Target, proxy: &Proxy, dest: &str, sig: &str, after: usiz
     let listed_before = wait_for_parts(proxy, &direct, dest, after).await;
     signal(&child, sig);
     let out = finish(child).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let resume_command = err
+        .lines()
+        .find_map(|l| l.strip_prefix("resume with: "))
+        .map(str::to_owned);
     if sig == "-KILL" {
         assert_eq!(out.status.code(), None, "killed: {}", describe(&out));
     } else {
         assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("resume with: ") && err.contains("--resume"),
-            "{err}"
-        );
+        let cmd = resume_command.as_deref().unwrap_or_default();
+        assert!(cmd.ends_with(" --resume"), "{err}");
     }
     let now = listed_parts(&direct, dest).await;
     assert!(
@@ -257,6 +261,7 @@ async fn interrupt(t: &Target, proxy: &Proxy, dest: &str, sig: &str, after: usiz
         file,
         bytes,
         listed_before,
+        resume_command,
     }
 }
 
@@ -302,6 +307,44 @@ on_embedded_and_rclone!(
     kill_9_mid_file_then_resume_sends_only_the_missing_parts_embedded,
     kill_9_mid_file_then_resume_sends_only_the_missing_parts_rclone
 );
+
+/// SIGTERM (how job runners stop a task) with `--resumable` keeps the upload open, and the
+/// command the CLI prints, run as it is by a shell, resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_the_upload_and_the_printed_command_resumes_it() {
+    let (_dir, server) = embedded().await;
+    let t = Target::embedded(&server);
+    let proxy = throttled(&t, Op::UploadPart, Duration::from_millis(200)).await;
+    let dest = "term/";
+    let i = interrupt(&t, &proxy, dest, "-TERM", 3).await;
+    let direct = t.direct().await;
+    let kept = listed_parts(&direct, dest).await;
+    let cmd = i.resume_command.clone().expect("the command is printed");
+    // The printed command, with the environment the first run had.
+    let first = t.command(i.home.path());
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(&cmd)
+        .current_dir(std::env::current_dir().unwrap());
+    for (k, v) in first.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let parts0 = proxy.stats.seen(Op::UploadPart);
+    let out = run(sh).await;
+    assert_eq!(out.status.code(), Some(0), "{cmd}: {}", describe(&out));
+    let reused = summary(&out)["resumed"]["parts_reused"].as_u64().unwrap() as usize;
+    assert_eq!(reused, kept, "every kept part is reused");
+    assert_eq!(
+        (proxy.stats.seen(Op::UploadPart) - parts0) as usize,
+        PARTS - kept
+    );
+    assert_stored(&direct, "term/big.bin", &i.bytes).await;
+    assert_nothing_pending(&direct, dest).await;
+}
 
 /// A 2 000-file tree interrupted (SIGINT) at about half: `--resume` PUTs only the files not yet
 /// stored, and every object is present with its bytes.
