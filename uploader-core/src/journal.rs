@@ -301,7 +301,8 @@ pub enum JournalError {
     },
 }
 
-/// Reads the journal at `path` (blocking). `Ok(None)`: there is none. With `expected`, a
+/// Reads the journal at `path` (blocking). `Ok(None)`: there is none (or it is empty, or its
+/// header was cut short by a crash). With `expected`, a
 /// journal of another job id is refused; with `prefix`, records of keys outside it are ignored
 /// (with a warning, as are malformed lines; see the module docs).
 pub fn read(
@@ -324,7 +325,9 @@ pub fn read(
     };
     let header = match lines.next_line().map_err(io)? {
         Some(Line::Whole(l)) => serde_json::from_slice::<Record>(&l).ok(),
-        _ => None,
+        // Empty, or the header cut short: a crash right after the file was created.
+        None | Some(Line::Cut) => return Ok(None),
+        Some(Line::TooLong) => None,
     };
     let Some(Record::Job(job)) = header else {
         return Err(not_a_journal());
@@ -871,6 +874,11 @@ mod tests {
     fn a_line_cut_by_a_crash_is_read_up_to_the_last_whole_record() {
         let dir = tempfile::tempdir().unwrap();
         let (c, text) = written(dir.path());
+        // A crash before the header was whole: no journal.
+        std::fs::write(&c.path, &text[..10]).unwrap();
+        assert_eq!(read(&c.path, Some("abc"), None).unwrap(), None);
+        std::fs::write(&c.path, "").unwrap();
+        assert_eq!(read(&c.path, Some("abc"), None).unwrap(), None);
         // Cut in the middle of the last record (the part).
         let cut = text.trim_end().len() - 10;
         std::fs::write(&c.path, &text[..cut]).unwrap();
