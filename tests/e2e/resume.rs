@@ -515,6 +515,16 @@ async fn journal_deleted(t: &Target) {
         t.name
     );
     assert_eq!(r.parts_sent, PARTS - listed, "{}", t.name);
+    // The upload found without a journal went into the new one, every part with it (the
+    // verified ones too): a second interruption would resume from the journal.
+    let text = std::fs::read_to_string(journal(i.home.path())).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |t: &str| records.iter().filter(|r| r["t"] == t).count();
+    assert_eq!(count("upload"), 1, "{text}");
+    assert_eq!(count("part"), PARTS, "{text}");
 }
 
 on_embedded_and_rclone!(

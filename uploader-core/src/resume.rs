@@ -220,6 +220,19 @@ pub(crate) async fn reopen(
         }
         return None;
     };
+    // An upload found without the journal goes into the new one, so that a second interruption
+    // resumes it from the journal.
+    let token = token.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    if let (Some(j), Some(id), None) = (&job.journal, &identity, recorded) {
+        j.upload(
+            key.as_str(),
+            &upload_id,
+            part_size,
+            job.config.checksum,
+            id,
+            &token,
+        );
+    }
     let mut reused = Vec::new();
     for p in &listed {
         if p.part_number.get() > plan.parts() {
@@ -227,12 +240,23 @@ pub(crate) async fn reopen(
         }
         let (offset, len) = plan.part_range(p.part_number.get());
         let ours = recorded.and_then(|r| r.get(&p.part_number));
-        match verified(job, path, offset, len, p, ours).await {
-            Some(receipt) => reused.push((receipt, len)),
-            None => {
-                info!(%key, part = p.part_number.get(), "a listed part does not match the local bytes: it is sent again")
-            }
+        let Some(receipt) = verified(job, path, offset, len, p, ours).await else {
+            info!(%key, part = p.part_number.get(), "a listed part does not match the local bytes: it is sent again");
+            continue;
+        };
+        // A part verified by hashing the local range is journaled, as if just sent.
+        if let (Some(j), None) = (&job.journal, ours) {
+            let sum = receipt.checksum.as_ref();
+            j.part(
+                key.as_str(),
+                &upload_id,
+                p.part_number,
+                len,
+                sum,
+                &receipt.etag,
+            );
         }
+        reused.push((receipt, len));
     }
     let bytes: u64 = reused.iter().map(|(_, len)| len).sum();
     job.resumed
@@ -240,7 +264,7 @@ pub(crate) async fn reopen(
         .fetch_add(reused.len() as u64, Ordering::Relaxed);
     job.resumed.bytes.fetch_add(bytes, Ordering::Relaxed);
     info!(%key, reused = reused.len(), of = plan.parts(), "multipart upload resumed");
-    let session = MultipartSession::reopen(job, index, key, upload_id, token, reused);
+    let session = MultipartSession::reopen(job, index, key, upload_id, Some(token), reused);
     Some((session, plan))
 }
 
