@@ -32,6 +32,8 @@ pub enum Op {
     HeadObject,
     ListObjects,
     DeleteObject,
+    ListParts,
+    ListMultipartUploads,
     Other,
 }
 
@@ -51,6 +53,8 @@ fn classify(req: &Request<Incoming>) -> Op {
         // Path-style `/bucket/key`; `HEAD /bucket` is HeadBucket.
         hyper::Method::HEAD if req.uri().path().trim_matches('/').contains('/') => Op::HeadObject,
         hyper::Method::GET if has("list-type") => Op::ListObjects,
+        hyper::Method::GET if has("uploadId") => Op::ListParts,
+        hyper::Method::GET if has("uploads") => Op::ListMultipartUploads,
         _ => Op::Other,
     }
 }
@@ -108,12 +112,20 @@ pub struct Stats {
     pub faults: AtomicU64,
     /// Requests seen per operation.
     pub ops: Mutex<std::collections::HashMap<Op, u64>>,
+    /// Request body bytes announced (`x-amz-decoded-content-length`, else `Content-Length`)
+    /// per operation.
+    pub bytes: Mutex<std::collections::HashMap<Op, u64>>,
 }
 
 impl Stats {
     /// Requests of `op` seen so far.
     pub fn seen(&self, op: Op) -> u64 {
         self.ops.lock().unwrap().get(&op).copied().unwrap_or(0)
+    }
+
+    /// Request body bytes of `op` seen so far.
+    pub fn bytes(&self, op: Op) -> u64 {
+        self.bytes.lock().unwrap().get(&op).copied().unwrap_or(0)
     }
 }
 
@@ -228,6 +240,16 @@ async fn handle(
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let op = classify(&req);
     *shared.stats.ops.lock().unwrap().entry(op).or_default() += 1;
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let len = header("x-amz-decoded-content-length")
+        .or_else(|| header("content-length"))
+        .unwrap_or(0);
+    *shared.stats.bytes.lock().unwrap().entry(op).or_default() += len;
     let fault = {
         let mut rng = shared.rng.lock().unwrap();
         let spent = shared

@@ -12,6 +12,7 @@ mod limits;
 mod matrix;
 mod openapi;
 mod replicas;
+mod resume;
 mod shard;
 mod stores;
 mod sync;

@@ -74,6 +74,9 @@ pub enum Command {
     Check(CheckArgs),
     /// List and abort multipart uploads left behind under s3://bucket/prefix.
     Cleanup(CleanupArgs),
+    /// List resumable upload jobs (their journals); `jobs clean` removes finished or abandoned
+    /// ones, aborting their multipart uploads.
+    Jobs(JobsArgs),
     /// Run the HTTP batch upload daemon (POST /v1/uploads).
     Serve(Box<ServeArgs>),
     /// Scoped tokens of the daemon (`uploader serve --scoped-tokens`).
@@ -189,6 +192,22 @@ pub struct UploadArgs {
     /// Stop starting new files after the first failure.
     #[arg(long, help_heading = "Behaviour")]
     pub fail_fast: bool,
+    /// Continue the last run of this same job (same sources, destination and settings) where it
+    /// stopped: files it stored are skipped while unchanged, its open multipart uploads continue
+    /// from their verified parts. Implies --resumable.
+    #[arg(long, help_heading = "Resume", conflicts_with_all = ["no_journal", "dry_run"])]
+    pub resume: bool,
+    /// On Ctrl-C or SIGTERM, keep the open multipart uploads (parts in flight finish) and print
+    /// the command that resumes, instead of aborting them.
+    #[arg(long, help_heading = "Resume")]
+    pub resumable: bool,
+    /// The job's journal (default: $XDG_STATE_HOME/uploader/jobs/<job id>.ndjson, else
+    /// ~/.local/state/uploader/jobs/...).
+    #[arg(long, value_name = "FILE", env = env::UPLOADER_JOURNAL, help_heading = "Resume")]
+    pub journal: Option<PathBuf>,
+    /// Keep no journal (the job cannot be resumed but from ListMultipartUploads).
+    #[arg(long, help_heading = "Resume", conflicts_with = "journal")]
+    pub no_journal: bool,
     /// Store this Content-Type instead of the detected one (must itself be allowed).
     #[arg(long, value_name = "TYPE", help_heading = "Content types")]
     pub content_type: Option<String>,
@@ -238,6 +257,35 @@ pub struct CleanupArgs {
     #[arg(long, value_name = "AGE", default_value = "24h")]
     pub older_than: String,
     /// List what would be aborted; abort nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub action: Option<JobsAction>,
+    /// The directory of the journals (default: $XDG_STATE_HOME/uploader/jobs, else
+    /// ~/.local/state/uploader/jobs).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Remove the journals of finished jobs, and of unfinished ones at least --older-than old
+    /// (aborting their open multipart uploads first: pass the job's connection flags).
+    Clean(JobsCleanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsCleanArgs {
+    /// Unfinished jobs at least this old are abandoned, e.g. 7d, 24h, 0s.
+    #[arg(long, value_name = "AGE", default_value = "7d")]
+    pub older_than: String,
+    /// List what would be removed and aborted; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

@@ -8,6 +8,7 @@ use clap::Parser as _;
 use uploader_core::validate;
 
 mod args;
+mod jobs;
 mod output;
 mod progress;
 mod resolve;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
             },
             Command::Check(a) => check(out, a).await,
             Command::Cleanup(a) => cleanup(out, a).await,
+            Command::Jobs(a) => jobs::jobs(out, a).await,
             Command::Serve(a) => serve(a).await,
             Command::Token(args::TokenCommand::New(a)) => new_token(a),
         }
@@ -154,8 +156,12 @@ fn new_token(a: &args::TokenNewArgs) -> Result<u8, Fatal> {
 
 /// `upload` and `sync` (an upload with a skip mode, and maybe `--delete`).
 async fn upload(out: Output, mut plan: UploadPlan, conn: &ConnectionArgs) -> Result<u8, Fatal> {
+    let conn_args = conn;
     let conn = connect(conn, &plan.target.bucket).await?;
     let store = conn.store();
+    let location = location(conn_args, store.as_ref());
+    plan.config.journal = plan.journal_config(location).map_err(usage)?;
+    let keeps = plan.config.keep_uploads_on_cancel;
     if !plan.config.dry_run {
         // Fail fast: credentials and bucket are checked before the first byte.
         validate::check(store, &plan.target.prefix, false)
@@ -221,20 +227,54 @@ async fn upload(out: Output, mut plan: UploadPlan, conn: &ConnectionArgs) -> Res
             () = sigterm => {}
         }
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("interrupted: stopping, aborting open multipart uploads...");
+        if keeps {
+            eprintln!(
+                "interrupted: stopping, waiting for the requests in flight; open multipart uploads are kept for --resume..."
+            );
+        } else {
+            eprintln!("interrupted: stopping, aborting open multipart uploads...");
+        }
         cancel.cancel();
     });
     let report = job.wait().await;
     let _ = renderer.await;
     output::deletions(out, &report, &plan.target);
     output::summary(out, &report, shard);
-    Ok(if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    if interrupted && keeps {
+        eprintln!("resume with: {}", resume_command());
+    }
+    Ok(if interrupted {
         exit::INTERRUPTED
     } else if report.is_success() {
         exit::OK
     } else {
         exit::SOME_FAILED
     })
+}
+
+/// Where a job's store is, as its journal records it. The embedded endpoint listens on another
+/// port each run: its data directory is its place.
+fn location(args: &ConnectionArgs, store: &uploader_core::S3Store) -> String {
+    match &args.embedded_s3 {
+        Some(dir) => format!(
+            "embedded:{}",
+            std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.clone())
+                .display()
+        ),
+        None => uploader_core::ObjectStore::location(store).unwrap_or_default(),
+    }
+}
+
+/// This very command line with `--resume` (once), quoted for a POSIX shell.
+fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    shlex::try_join(args.iter().map(String::as_str))
+        .unwrap_or_else(|_| format!("{} (with --resume)", args.join(" ")))
 }
 
 async fn check(out: Output, args: &CheckArgs) -> Result<u8, Fatal> {
@@ -284,10 +324,7 @@ async fn cleanup(out: Output, args: &CleanupArgs) -> Result<u8, Fatal> {
         if out.json {
             out.json_line(e);
         } else {
-            let age = e
-                .age_secs
-                .map(|s| format!("{:.1} h", s as f64 / 3600.0))
-                .unwrap_or_else(|| "unknown age".into());
+            let age = output::hours(e.age_secs);
             out.line(format_args!(
                 "{:<12} {} (upload {}, {age})",
                 e.action,

@@ -82,6 +82,14 @@ struct SummaryLine {
     shard: Option<String>,
     /// Requests in flight: mode, final and peak limit, ceiling.
     concurrency: uploader_core::ConcurrencyReport,
+    /// What a resumed job did not send again (files skipped, parts reused, bytes).
+    resumed: uploader_core::ResumeReport,
+}
+
+/// An age in hours (`"1.5 h"`), or `"unknown age"`.
+pub fn hours(secs: Option<u64>) -> String {
+    secs.map(|s| format!("{:.1} h", s as f64 / 3600.0))
+        .unwrap_or_else(|| "unknown age".into())
 }
 
 pub fn human_bytes(b: u64) -> String {
@@ -261,6 +269,7 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             delete_refused: report.delete_refused.clone(),
             shard: shard.map(|s| s.to_string()),
             concurrency: report.concurrency,
+            resumed: report.resumed,
         });
         return;
     }
@@ -280,6 +289,15 @@ pub fn summary(out: Output, report: &Report, shard: Option<Shard>) {
             ""
         }
     );
+    let r = report.resumed;
+    if r != uploader_core::ResumeReport::default() {
+        println!(
+            "resumed: {} files already uploaded, {} parts reused, {} not sent again",
+            r.files_skipped,
+            r.parts_reused,
+            human_bytes(r.bytes_not_resent)
+        );
+    }
     if deleting {
         match &report.delete_refused {
             Some(why) => println!("delete: {why}"),

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use uploader_core::checksum::cache::default_path;
 use uploader_core::config::{parse_duration, parse_size};
 use uploader_core::connect::ConnectOptions;
+use uploader_core::journal::{self, JobIdentity, JournalConfig};
 use uploader_core::limit::{parse_rate, parse_request_rate};
 use uploader_core::walk::{Shard, glob_filter};
 use uploader_core::{
@@ -59,6 +60,98 @@ pub struct UploadPlan {
     pub rates: Rates,
     /// What a listing covers and what `sync --delete` may remove.
     pub dest: Destination,
+    /// What makes this job this job (its `location` is the store's, known once connected).
+    pub identity: JobIdentity,
+    /// How the job keeps its journal.
+    pub journal: JournalChoice,
+}
+
+/// `--journal`, `--no-journal` and `--resume`.
+pub struct JournalChoice {
+    /// `--journal FILE` (else the default path of the job's id).
+    pub path: Option<PathBuf>,
+    /// `--no-journal` (or `--dry-run`).
+    pub off: bool,
+    /// `--resume`.
+    pub resume: bool,
+}
+
+impl UploadPlan {
+    /// The journal of this job on the store at `location` (`None`: it keeps none), refused when
+    /// it is another job's or not a journal.
+    pub fn journal_config(&mut self, location: String) -> anyhow::Result<Option<JournalConfig>> {
+        if self.journal.off {
+            return Ok(None);
+        }
+        self.identity.location = location;
+        let id = self.identity.id();
+        let path = match self
+            .journal
+            .path
+            .clone()
+            .or_else(|| journal::default_path(&id))
+        {
+            Some(p) => p,
+            None => {
+                tracing::warn!(
+                    "no state directory (neither XDG_STATE_HOME nor HOME is set): this job keeps no journal and cannot be resumed"
+                );
+                return Ok(None);
+            }
+        };
+        // Another job's journal (or any other file) is neither used nor overwritten.
+        journal::read(&path, Some(&id), Some(&self.target.prefix))
+            .with_context(|| format!("the journal {}", path.display()))?;
+        Ok(Some(JournalConfig {
+            path,
+            id,
+            prefix: self.target.prefix.clone(),
+            location: self.identity.location.clone(),
+            bucket: self.target.bucket.clone(),
+            resume: self.journal.resume,
+            command: std::env::args().collect(),
+        }))
+    }
+}
+
+/// What makes two runs of `upload` the same job, besides the store's location: the sources
+/// (canonical), the destination, and the flags that change keys or bytes.
+fn job_identity(
+    a: &UploadArgs,
+    srcs: &[String],
+    target: &S3Target,
+    list: Option<&str>,
+) -> JobIdentity {
+    let sources = srcs
+        .iter()
+        .map(|s| {
+            std::fs::canonicalize(s)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| s.clone())
+        })
+        .collect();
+    let mut settings = vec![
+        format!("follow_symlinks={}", a.follow_symlinks),
+        format!("shard={:?}", a.shard),
+        format!("content_type={:?}", a.content_type),
+        format!("storage_class={:?}", a.storage_class),
+        format!("sse={:?}", a.sse),
+        format!("allow_mime={:?}", a.tuning.allow_mime),
+        format!("deny_mime={:?}", a.tuning.deny_mime),
+    ];
+    settings.extend(a.include.iter().map(|g| format!("include={g}")));
+    settings.extend(a.exclude.iter().map(|g| format!("exclude={g}")));
+    settings.extend(a.metadata.iter().map(|m| format!("metadata={m}")));
+    if let Some(list) = list {
+        settings.push(format!("files_from={list}"));
+    }
+    JobIdentity {
+        sources,
+        location: String::new(),
+        bucket: target.bucket.clone(),
+        prefix: target.prefix.as_str().to_owned(),
+        settings,
+    }
 }
 
 impl TryFrom<&SyncArgs> for UploadPlan {
@@ -102,6 +195,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
         for s in srcs {
             check_source(Path::new(s))?;
         }
+        let mut listed: Option<String> = None;
         let sources = match &a.files_from {
             None => srcs
                 .iter()
@@ -118,6 +212,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
                 } else {
                     std::fs::read_to_string(list).with_context(|| format!("reading {list}"))?
                 };
+                listed = Some(text.clone());
                 let paths = text
                     .lines()
                     .map(|l| l.trim_end_matches('\r'))
@@ -168,6 +263,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             metadata,
             storage_class: a.storage_class.clone(),
             sse: a.sse.clone(),
+            keep_uploads_on_cancel: a.resume || a.resumable,
             ..tuning.config
         };
         config.validate()?;
@@ -177,6 +273,7 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             filter: filter.clone(),
             shard,
         };
+        let identity = job_identity(a, srcs, &target, listed.as_deref());
         Ok(UploadPlan {
             detect_checksum: tuning.detect_checksum,
             sources,
@@ -188,6 +285,12 @@ impl TryFrom<&UploadArgs> for UploadPlan {
             },
             config,
             rates: tuning.rates,
+            identity,
+            journal: JournalChoice {
+                path: a.journal.clone(),
+                off: a.no_journal || a.dry_run,
+                resume: a.resume,
+            },
             dest,
         })
     }

@@ -96,6 +96,16 @@ impl Checksum {
         B64.encode(&self.raw)
     }
 
+    /// A checksum from its base64, if it is well-formed for `algorithm` (the right length).
+    pub fn from_base64(algorithm: ChecksumAlgorithm, value: &str) -> Option<Checksum> {
+        let raw = B64.decode(value).ok()?;
+        let want = match algorithm {
+            ChecksumAlgorithm::Crc32c => 4,
+            ChecksumAlgorithm::Md5 => 16,
+        };
+        (raw.len() == want).then_some(Checksum { algorithm, raw })
+    }
+
     /// Checksum of an in-memory buffer.
     pub fn of_bytes(algorithm: ChecksumAlgorithm, data: &[u8]) -> Checksum {
         let mut h = Hasher::new(algorithm);

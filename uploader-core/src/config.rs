@@ -97,6 +97,12 @@ pub struct UploadConfig {
     /// The checksum cache file (default: none, every checksum is computed from the file's
     /// bytes). See [`crate::checksum::cache`].
     pub checksum_cache: Option<std::path::PathBuf>,
+    /// The job journal, and whether to resume the job it describes (default: none). See
+    /// [`crate::journal`].
+    pub journal: Option<crate::journal::JournalConfig>,
+    /// On cancellation, keep the open multipart uploads for a resume: parts in flight finish
+    /// (and are journaled), nothing is aborted (default: abort them).
+    pub keep_uploads_on_cancel: bool,
 }
 
 impl Default for UploadConfig {
@@ -119,6 +125,8 @@ impl Default for UploadConfig {
             sse: None,
             skip_existing: None,
             checksum_cache: None,
+            journal: None,
+            keep_uploads_on_cancel: false,
         }
     }
 }

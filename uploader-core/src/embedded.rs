@@ -9,7 +9,8 @@
 //!   new file has replaced the old one, so a corrupt body would destroy a good object;
 //! * `ListMultipartUploads` (not implemented by s3s-fs), read from s3s-fs's own upload files so
 //!   it survives restarts;
-//! * `NoSuchUpload` for unknown upload ids (s3s-fs answers `AccessDenied`).
+//! * `NoSuchUpload` for unknown upload ids (s3s-fs answers `AccessDenied`);
+//! * `ListParts` with each part's ETag and CRC32C (s3s-fs lists sizes only), for resume.
 //!
 //! Credentials are random per start: nothing is hard-coded.
 
@@ -32,7 +33,7 @@ use s3s_fs::FileSystem;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::{ChecksumAlgorithm, Hasher};
+use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher};
 use crate::store::{S3Config, StaticCredentials};
 
 /// The endpoint could not start.
@@ -489,7 +490,30 @@ impl S3 for Verifying {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         self.require_upload(&req.input.upload_id)?;
-        self.fs.list_parts(req).await
+        let id = req.input.upload_id.clone();
+        let mut resp = self.fs.list_parts(req).await?;
+        // s3s-fs lists sizes only: the ETag (MD5) and CRC32C of each part are computed from
+        // the part file the endpoint holds, as S3 reports what it stores.
+        let root = self.root.clone();
+        let mut parts = resp.output.parts.take().unwrap_or_default();
+        let parts = tokio::task::spawn_blocking(move || {
+            for p in &mut parts {
+                let Some(n) = p.part_number else { continue };
+                let Ok(data) = std::fs::read(root.join(format!(".upload_id-{id}.part-{n}"))) else {
+                    continue;
+                };
+                let md5 = Checksum::of_bytes(ChecksumAlgorithm::Md5, &data);
+                p.e_tag = Some(ETag::Strong(hex::encode(md5.raw())));
+                let crc = Checksum::of_bytes(ChecksumAlgorithm::Crc32c, &data);
+                p.checksum_crc32c = Some(crc.base64());
+            }
+            parts.sort_by_key(|p| p.part_number);
+            parts
+        })
+        .await
+        .map_err(|e| s3_error!(InternalError, "listing the parts failed: {e}"))?;
+        resp.output.parts = Some(parts);
+        Ok(resp)
     }
     async fn complete_multipart_upload(
         &self,

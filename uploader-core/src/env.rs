@@ -28,8 +28,23 @@ pub const AWS_BATCH_JOB_ARRAY_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
 /// XDG base directories: where state lives (default `$HOME/.local/state`); the checksum cache
 /// is `uploader/checksums` under it.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// The job journal of `uploader upload` (`--journal`).
+pub const UPLOADER_JOURNAL: &str = "UPLOADER_JOURNAL";
 /// The user's home directory (the fallback of [`XDG_STATE_HOME`]).
 pub const HOME: &str = "HOME";
+
+/// The program's state directory: `$XDG_STATE_HOME/uploader`, else
+/// `$HOME/.local/state/uploader` (`None` with neither set). The checksum cache
+/// (`checksums`) and the job journals (`jobs/`) live there.
+pub fn state_dir() -> Option<std::path::PathBuf> {
+    let var = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let state = var(XDG_STATE_HOME).or_else(|| var(HOME).map(|h| h.join(".local/state")))?;
+    Some(state.join("uploader"))
+}
 
 /// Log filter of the binaries (`tracing_subscriber` syntax), e.g. `uploader_core=debug`.
 pub const UPLOADER_LOG: &str = "UPLOADER_LOG";

@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checksum::cache::ChecksumCache;
 use crate::config::UploadConfig;
+use crate::journal::JournalWriter;
 use crate::limit::RateLimits;
 use crate::report::{Event, FileOutcome, FileReport};
+use crate::resume::{Resume, ResumeCounters};
 use crate::schedule::Budget;
 use crate::store::ObjectStore;
 use crate::sync::SyncState;
@@ -34,6 +36,12 @@ pub(crate) struct Job {
     pub checksums: Option<Arc<ChecksumCache>>,
     /// Files read to compute a full-file checksum (see `Report::hashed`).
     pub hashed: AtomicU64,
+    /// The job's journal, when it keeps one.
+    pub journal: Option<Arc<JournalWriter>>,
+    /// What a resumed job may take from its earlier runs (after verification).
+    pub resume: Option<Resume>,
+    /// What resuming spared (see `Report::resumed`).
+    pub resumed: ResumeCounters,
 }
 
 impl Job {
@@ -58,6 +66,9 @@ impl Job {
             sync: None,
             checksums: None,
             hashed: AtomicU64::new(0),
+            journal: None,
+            resume: None,
+            resumed: ResumeCounters::default(),
         }
     }
 

@@ -53,10 +53,12 @@ pub mod embedded;
 pub mod env;
 pub mod error;
 mod job;
+pub mod journal;
 pub mod key;
 pub mod limit;
 pub mod plan;
 pub mod report;
+mod resume;
 pub mod retry;
 pub mod schedule;
 pub mod sniff;
@@ -78,7 +80,7 @@ pub use limit::{RateLimits, Timetable};
 pub use plan::{Plan, StreamPlan};
 pub use report::{
     ConcurrencyReport, DeleteOutcome, Deletion, ErrorCode, Event, FileError, FileOutcome,
-    FileReport, Report, Summary,
+    FileReport, Report, ResumeReport, Summary,
 };
 pub use retry::RetryPolicy;
 pub use sniff::MimePolicy;

@@ -87,6 +87,29 @@ impl Plan {
         })
     }
 
+    /// A multipart plan of a file of `size` bytes in parts of exactly `part_size` bytes (a
+    /// resumed upload keeps the part size it was started with), if S3 allows it: the part size
+    /// within 5 MiB..=5 GiB, at most 10 000 parts.
+    pub fn with_part_size(size: u64, part_size: u64) -> Option<Plan> {
+        if size > MAX_OBJECT_SIZE || !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return None;
+        }
+        let part_count = size.div_ceil(part_size).max(1);
+        (part_count <= MAX_PARTS).then(|| Plan::Multipart {
+            size,
+            part_size,
+            part_count: u32::try_from(part_count).expect("at most 10 000 parts"),
+        })
+    }
+
+    /// The size of every part but the last (the size of the body for a single PUT).
+    pub fn part_size(&self) -> u64 {
+        match *self {
+            Plan::Single { size } => size,
+            Plan::Multipart { part_size, .. } => part_size,
+        }
+    }
+
     /// Byte range `(offset, len)` of 1-based part `n`.
     pub fn part_range(&self, n: u32) -> (u64, u64) {
         match *self {
@@ -202,6 +225,24 @@ mod tests {
         assert_eq!(
             Plan::for_stream(Some(MAX_PART_SIZE * MAX_PARTS * 2), T, P).part_size,
             MAX_PART_SIZE
+        );
+    }
+
+    #[test]
+    fn a_kept_part_size_is_used_as_it_is_when_s3_allows_it() {
+        let p = Plan::with_part_size(20 * MIB, 6 * MIB).unwrap();
+        assert_eq!(p.part_size(), 6 * MIB);
+        assert_eq!(p.parts(), 4);
+        assert_eq!(p.part_range(4), (18 * MIB, 2 * MIB));
+        assert_eq!(
+            Plan::with_part_size(20 * MIB, MIB),
+            None,
+            "under S3's floor"
+        );
+        assert_eq!(
+            Plan::with_part_size(MAX_PARTS * P + 1, P),
+            None,
+            "over 10 000 parts"
         );
     }
 

@@ -282,6 +282,20 @@ pub struct Report {
     pub delete_refused: Option<String>,
     /// Requests in flight: how the limit was set and where it went.
     pub concurrency: ConcurrencyReport,
+    /// What a resumed job did not send again.
+    pub resumed: ResumeReport,
+}
+
+/// What a resumed job took from its earlier runs instead of sending it again (all 0 for a job
+/// that was not resumed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResumeReport {
+    /// Files skipped as already stored (the journal says so and the file is unchanged).
+    pub files_skipped: u64,
+    /// Parts of open multipart uploads reused after verification.
+    pub parts_reused: u64,
+    /// Bytes not sent again: those of the skipped files and of the reused parts.
+    pub bytes_not_resent: u64,
 }
 
 /// How many requests a job had in flight (the limit is shared by the uploader's jobs).

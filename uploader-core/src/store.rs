@@ -289,6 +289,19 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// One part of a pending multipart upload, as ListParts reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPart {
+    /// The part's number.
+    pub part_number: PartNumber,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The ETag the server gave it (quotes included), if it says.
+    pub etag: Option<String>,
+    /// Its CRC32C as the server keeps it, if it says (only for uploads created with CRC32C).
+    pub crc32c: Option<Checksum>,
+}
+
 /// A multipart upload that was created and neither completed nor aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
@@ -539,6 +552,20 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
 
     /// Multipart uploads under `prefix` that are neither completed nor aborted.
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError>;
+
+    /// The parts uploaded so far to a pending multipart upload, in part-number order (resume).
+    /// The default refuses: a store that cannot list parts cannot resume.
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+    ) -> Result<Vec<ListedPart>, StoreError> {
+        let _ = (key, upload_id);
+        Err(StoreError::Other {
+            operation: "ListParts",
+            message: "this store cannot list parts".into(),
+        })
+    }
 
     /// One page (at most 1 000 objects) of the objects whose key starts with `prefix`, from the
     /// continuation token `after` (`None`: the first page). The default refuses: a store that

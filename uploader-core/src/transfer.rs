@@ -318,6 +318,55 @@ impl MultipartSession {
         Ok(session)
     }
 
+    /// Re-opens a multipart upload an earlier run of the job left open (a resume): `parts` are
+    /// the parts verified to hold the local bytes, with their sizes; `token` the one written at
+    /// its creation, if known (else the session's evidence after a lost Complete answer is the
+    /// multipart ETag or the composite checksum).
+    pub(crate) fn reopen(
+        job: &Arc<Job>,
+        index: usize,
+        key: &ObjectKey,
+        upload_id: UploadId,
+        token: Option<String>,
+        parts: Vec<(PartReceipt, u64)>,
+    ) -> MultipartSession {
+        let mut sizes = std::collections::BTreeMap::new();
+        let mut receipts = Vec::with_capacity(parts.len());
+        for (r, len) in parts {
+            sizes.insert(r.part_number, len);
+            receipts.push(r);
+        }
+        debug!(%upload_id, %key, parts = receipts.len(), "multipart upload re-opened");
+        MultipartSession {
+            job: Arc::clone(job),
+            index,
+            key: key.clone(),
+            upload_id,
+            token: token.unwrap_or_else(new_token),
+            running: JoinSet::new(),
+            receipts,
+            bytes: sizes.values().sum(),
+            sizes,
+            pace: job.limits.pace_for_file(),
+            open: true,
+        }
+    }
+
+    /// The upload's id.
+    pub(crate) fn upload_id(&self) -> &UploadId {
+        &self.upload_id
+    }
+
+    /// The token written in the upload's metadata.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether part `n` was sent (or reused) already.
+    pub(crate) fn has_part(&self, n: PartNumber) -> bool {
+        self.sizes.contains_key(&n)
+    }
+
     /// Starts sending part `n` of `len` bytes in the background; `hold` (its byte reservation)
     /// is kept until the part is sent. `prepare` runs on the first attempt, after the request
     /// permit. Waits while as many parts as there are request slots are in flight, and fails
@@ -350,13 +399,19 @@ impl MultipartSession {
             self.pace.clone(),
         );
         let span = info_span!("part", n = n.get(), len);
+        // A job kept for a resume lets its parts in flight finish (and be journaled).
+        let interrupt = if self.job.config.keep_uploads_on_cancel {
+            Interrupt::No
+        } else {
+            Interrupt::Yes
+        };
         self.running.spawn(
             async move {
                 let _hold = hold;
                 let prepared = OnceCell::new();
                 let (job, key, id, pace, prepared_ref, prepare) =
                     (&*job, &key, &id, &pace, &prepared, &prepare);
-                let receipt = with_retries(job, index, Interrupt::Yes, || {
+                let receipt = with_retries(job, index, interrupt, || {
                     Box::pin(async move {
                         let p = prepared_ref.get_or_try_init(prepare).await?;
                         let body = p.body.clone().paced(pace);
@@ -365,6 +420,10 @@ impl MultipartSession {
                     })
                 })
                 .await?;
+                if let Some(j) = &job.journal {
+                    let sum = prepared.get().map(|p| &p.checksum);
+                    j.part(key.as_str(), id, n, len, sum, &receipt.etag);
+                }
                 job.emit(Event::Progress { index, bytes: len });
                 if let Some(p) = prepared.into_inner() {
                     p.recycle(job);
@@ -411,7 +470,7 @@ impl MultipartSession {
     /// Completes the upload from its parts; any failure aborts it first.
     pub(crate) async fn complete(mut self) -> Result<Stored, TransferError> {
         if let Err(e) = self.finish_parts().await {
-            self.abort().await;
+            self.stop(&e).await;
             return Err(e);
         }
         self.receipts.sort_by_key(|p| p.part_number);
@@ -487,6 +546,19 @@ impl MultipartSession {
         (by_token || by_etag || by_checksum).then_some(meta.etag)
     }
 
+    /// Ends the session after `error`: a job cancelled with
+    /// `UploadConfig::keep_uploads_on_cancel` keeps the upload open for a resume (its parts in
+    /// flight finish and are journaled first); anything else aborts it.
+    pub(crate) async fn stop(mut self, error: &TransferError) {
+        if matches!(error, TransferError::Cancelled) && self.job.config.keep_uploads_on_cancel {
+            while self.running.join_next().await.is_some() {}
+            self.open = false;
+            debug!(upload_id = %self.upload_id, "multipart upload kept open for a resume");
+            return;
+        }
+        self.abort().await;
+    }
+
     /// Aborts the upload, after stopping its parts (so none lands after the abort).
     pub(crate) async fn abort(mut self) {
         self.running.abort_all();
@@ -558,9 +630,17 @@ pub(crate) async fn abort_upload(job: &Job, index: usize, key: &str, upload_id: 
             Ok(()) => {
                 job.aborted.fetch_add(1, Ordering::Relaxed);
                 job.emit(Event::MultipartAborted { index });
+                if let Some(j) = &job.journal {
+                    j.aborted(key, upload_id);
+                }
                 return;
             }
-            Err(e) if e.kind() == Some(ServiceErrorKind::NoSuchUpload) => return,
+            Err(e) if e.kind() == Some(ServiceErrorKind::NoSuchUpload) => {
+                if let Some(j) = &job.journal {
+                    j.aborted(key, upload_id);
+                }
+                return;
+            }
             Err(e) if policy.should_retry(attempt, &e) => {
                 tokio::time::sleep(policy.backoff(attempt, &e)).await;
                 attempt += 1;

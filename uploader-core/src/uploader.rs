@@ -280,17 +280,38 @@ impl Uploader {
         if let Some(f) = feeder {
             tokio::spawn(f);
         }
+        let journal = self.config.journal.clone();
         let join = tokio::spawn(async move {
             if let Some(path) = cache {
                 let loaded = tokio::task::spawn_blocking(move || ChecksumCache::load(path)).await;
                 job.checksums = loaded.ok().map(Arc::new);
             }
+            let mut stale = Vec::new();
+            if let Some(config) = journal {
+                let opened = tokio::task::spawn_blocking(move || crate::resume::open(&config));
+                if let Ok((writer, resume, old)) = opened.await {
+                    job.journal = writer.map(Arc::new);
+                    job.resume = resume;
+                    stale = old;
+                }
+            }
             let job = Arc::new(job);
+            let flushing = CancellationToken::new();
+            let flusher = job
+                .journal
+                .as_ref()
+                .map(|j| j.spawn_flusher(flushing.clone()));
+            crate::resume::abort_stale(&job, stale).await;
             if let Some(sync) = &job.sync {
                 sync.prefetch(&job);
             }
             let mut report = crate::driver::run(Arc::clone(&job), rx).await;
             crate::sync::finish(&job, &mut report).await;
+            crate::resume::finish(&job, &mut report);
+            flushing.cancel();
+            if let Some(f) = flusher {
+                let _ = f.await;
+            }
             report
         });
         UploadHandle {

@@ -27,8 +27,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use tracing::{debug, warn};
 
 use super::{Checksum, ChecksumAlgorithm};
@@ -75,17 +73,11 @@ impl FileIdentity {
     }
 }
 
-/// Where the cache lives by default: `$XDG_STATE_HOME/uploader/checksums`, else
-/// `$HOME/.local/state/uploader/checksums` (`None` with neither set).
+/// Where the cache lives by default: `checksums` in [`crate::env::state_dir`]
+/// (`$XDG_STATE_HOME/uploader/checksums`, else `$HOME/.local/state/uploader/checksums`; `None`
+/// with neither set).
 pub fn default_path() -> Option<PathBuf> {
-    let var = |v: &str| {
-        std::env::var_os(v)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    };
-    let state = var(crate::env::XDG_STATE_HOME)
-        .or_else(|| var(crate::env::HOME).map(|h| h.join(".local/state")))?;
-    Some(state.join("uploader").join("checksums"))
+    Some(crate::env::state_dir()?.join("checksums"))
 }
 
 /// The cache file of one destination: `base` with a suffix that hashes the store `location`
@@ -292,13 +284,7 @@ fn read_entries(path: &Path) -> Entries {
 
 /// A checksum from its algorithm's name and base64, if both are well-formed.
 fn checksum(alg: &str, value: &str) -> Option<Checksum> {
-    let algorithm: ChecksumAlgorithm = alg.parse().ok()?;
-    let raw = B64.decode(value).ok()?;
-    let want = match algorithm {
-        ChecksumAlgorithm::Crc32c => 4,
-        ChecksumAlgorithm::Md5 => 16,
-    };
-    (raw.len() == want).then_some(Checksum { algorithm, raw })
+    Checksum::from_base64(alg.parse().ok()?, value)
 }
 
 /// The entries of a whole, well-formed cache file; `None` for anything else. A file line is
@@ -382,6 +368,8 @@ fn tempfile_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
 
     fn id(n: u64) -> FileIdentity {
         FileIdentity {

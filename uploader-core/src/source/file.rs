@@ -73,6 +73,10 @@ pub(crate) async fn upload(
     path: PathBuf,
     key: ObjectKey,
 ) -> (u64, FileOutcome) {
+    if let Some(size) = crate::resume::already_done(job, &path, &key).await {
+        let reason = crate::resume::ALREADY_DONE.to_owned();
+        return (size, FileOutcome::Skipped { reason });
+    }
     let known = match sync::decide(job, index, &path, &key).await {
         Ok(sync::Decision::Skip { size, reason }) => {
             return (size, FileOutcome::Skipped { reason });
@@ -179,6 +183,14 @@ async fn send(job: &Arc<Job>, task: &FileTask, plan: Plan, inline: Option<Inline
             Err(e) => Err(e),
         };
         debug!(elapsed = ?started.elapsed(), ok = result.is_ok(), "file done");
+        if let (Ok(stored), Some(j), Some(id)) = (&result, &job.journal, &task.identity) {
+            j.done(
+                task.key.as_str(),
+                id,
+                stored.etag.as_deref(),
+                stored.checksum.as_deref(),
+            );
+        }
         transfer::outcome(job, result, task.content_type.clone())
     }
     .instrument(span)
@@ -252,7 +264,20 @@ async fn multipart(job: &Arc<Job>, task: &FileTask, plan: Plan) -> Result<Stored
         sync::checksum_metadata(full.algorithm()).to_owned(),
         full.base64(),
     ));
-    let mut session = MultipartSession::create(job, task.index, &task.key, ct, &extra).await?;
+    let (path, id) = (&task.path, task.identity);
+    let (mut session, plan) =
+        match crate::resume::reopen(job, task.index, &task.key, path, id, plan).await {
+            Some(reopened) => reopened,
+            None => {
+                let session =
+                    MultipartSession::create(job, task.index, &task.key, ct, &extra).await?;
+                if let (Some(j), Some(id)) = (&job.journal, &task.identity) {
+                    let (key, upload) = (task.key.as_str(), session.upload_id());
+                    j.upload(key, upload, plan.part_size(), alg, id, session.token());
+                }
+                (session, plan)
+            }
+        };
     let sent = match send_parts(job, &mut session, task, plan).await {
         Ok(()) => parts_match(&session, &full),
         Err(e) => Err(e),
@@ -264,7 +289,7 @@ async fn multipart(job: &Arc<Job>, task: &FileTask, plan: Plan) -> Result<Stored
             Ok(stored)
         }
         Err(e) => {
-            session.abort().await;
+            session.stop(&e).await;
             Err(e)
         }
     }
@@ -299,6 +324,9 @@ async fn send_parts(
         }
         let (offset, len) = plan.part_range(n);
         let number = PartNumber::new(u64::from(n)).expect("plans stay within 10 000 parts");
+        if session.has_part(number) {
+            continue;
+        }
         let hold = reserve(job, len).await;
         let (job2, path) = (Arc::clone(job), task.path.clone());
         let read = move || read_range(&job2, path.clone(), offset, len);

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Body, ListPage, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload, PutOptions,
-    PutResult, StoreError, UploadId,
+    Body, ListPage, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
+    PutOptions, PutResult, StoreError, UploadId,
 };
 use crate::checksum::Checksum;
 use crate::key::ObjectKey;
@@ -236,6 +236,14 @@ impl ObjectStore for FaultyStore {
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, StoreError> {
         self.inner.list_multipart_uploads(prefix).await
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+    ) -> Result<Vec<ListedPart>, StoreError> {
+        self.inner.list_parts(key, upload_id).await
     }
 
     async fn list_objects_page(

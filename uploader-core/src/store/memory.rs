@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    Body, ListPage, ListedObject, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
-    PutOptions, PutResult, ServiceErrorKind as Kind, StoreError, UploadId,
+    Body, ListPage, ListedObject, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt,
+    PendingUpload, PutOptions, PutResult, ServiceErrorKind as Kind, StoreError, UploadId,
 };
-use crate::checksum::Checksum;
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::key::ObjectKey;
 
 #[derive(Debug, Clone)]
@@ -260,6 +260,27 @@ impl ObjectStore for MemoryStore {
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
+    }
+
+    async fn list_parts(
+        &self,
+        _key: &str,
+        upload_id: &UploadId,
+    ) -> Result<Vec<ListedPart>, StoreError> {
+        let uploads = self.uploads.lock().unwrap();
+        let upload = uploads
+            .get(upload_id)
+            .ok_or_else(|| err("ListParts", 404, Kind::NoSuchUpload, "NoSuchUpload"))?;
+        Ok(upload
+            .parts
+            .iter()
+            .map(|(n, (data, etag))| ListedPart {
+                part_number: *n,
+                size: data.len() as u64,
+                etag: Some(etag.clone()),
+                crc32c: Some(Checksum::of_bytes(ChecksumAlgorithm::Crc32c, data)),
+            })
+            .collect())
     }
 
     async fn list_objects_page(

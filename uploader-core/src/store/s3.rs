@@ -31,8 +31,8 @@ use aws_smithy_types::byte_stream::Length;
 use bytes::Bytes;
 
 use super::{
-    Body, ListPage, ListedObject, ObjectMeta, ObjectStore, PartNumber, PartReceipt, PendingUpload,
-    PutOptions, PutResult, ServiceErrorKind, StoreError, UploadId,
+    Body, ListPage, ListedObject, ListedPart, ObjectMeta, ObjectStore, PartNumber, PartReceipt,
+    PendingUpload, PutOptions, PutResult, ServiceErrorKind, StoreError, UploadId,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::env;
@@ -825,6 +825,55 @@ impl ObjectStore for S3Store {
                 break;
             }
         }
+        Ok(out)
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+    ) -> Result<Vec<ListedPart>, StoreError> {
+        const OP: &str = "ListParts";
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id.as_str())
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| convert(OP, e))?;
+            for p in page.parts.unwrap_or_default() {
+                // A part number outside S3's range is the server's error: not a part of ours.
+                let Some(n) = p
+                    .part_number
+                    .and_then(|n| u64::try_from(n).ok())
+                    .and_then(|n| PartNumber::new(n).ok())
+                else {
+                    continue;
+                };
+                out.push(ListedPart {
+                    part_number: n,
+                    size: p.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    etag: p.e_tag,
+                    crc32c: p
+                        .checksum_crc32_c
+                        .and_then(|v| Checksum::from_base64(ChecksumAlgorithm::Crc32c, &v)),
+                });
+            }
+            if page.is_truncated != Some(true) {
+                break;
+            }
+            match page.next_part_number_marker {
+                Some(m) if !m.is_empty() => marker = Some(m),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|p| p.part_number);
         Ok(out)
     }
 

@@ -5,6 +5,7 @@ mod common;
 mod faults;
 mod memory;
 mod pipeline;
+mod resume;
 mod sniffing;
 mod stream;
 mod sync;
