@@ -475,6 +475,87 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     }
 }
 
+/// The reserved directory is the daemon's `.uploader/` (under its root prefix), in any case,
+/// whatever the token: a `prefix=/` token cannot write it by a filename or a `prefix`; a
+/// token's prefix inside it is refused by `uploader token new` and at start-up (naming the
+/// line), so no token can store among the idempotency records; a `prefix=a/` token may write
+/// `a/.uploader/z.json`, which is not the reserved directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserved_directory_is_the_daemons_whatever_the_tokens_prefix() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let server = EmbeddedS3::start(store_dir.path(), "reserved")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    for prefix in [".uploader/", ".uploader/idempotency/", ".UPLOADER/idempotency/"] {
+        let out = uploader_e2e::run(uploader(home.path()).args([
+            "token", "new", "--id", "x", "--prefix", prefix,
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{prefix}: {err}");
+        assert!(err.contains("--prefix") && err.contains("reserved"), "{err}");
+    }
+    for prefix in [".uploader/", ".Uploader/idempotency/"] {
+        let h = format!("sha256:{}", "ab".repeat(32));
+        let file = write_file(
+            home.path(),
+            &format!("# tokens\nbad {h} prefix={prefix}\n"),
+        );
+        let out = uploader_e2e::run(
+            uploader(home.path())
+                .args(["serve", "--bucket", "b", "--scoped-tokens"])
+                .arg(&file)
+                .arg("--embedded-s3")
+                .arg(store_dir.path()),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{prefix}: {err}");
+        assert!(
+            err.contains("line 2: ") && err.contains("reserved"),
+            "{prefix}: {err}"
+        );
+    }
+
+    let (whole, whole_line) = new_token(home.path(), "whole", "/");
+    let (a, a_line) = new_token(home.path(), "a", "a/");
+    let file = write_file(home.path(), &format!("{whole_line}\n{a_line}\n"));
+    let d = daemon(&t, home.path(), &file, &[]);
+    for name in [
+        ".uploader/idempotency/deadbeef/cafe.json",
+        ".UPLOADER/idempotency/deadbeef/cafe.json",
+        ".Uploader/x.json",
+        ".uploader",
+    ] {
+        let r = post_one(&d, &whole, name, b"{}").await;
+        assert_eq!(r.status, 422, "{name}: {}", r.json);
+        let error = &r.json["results"][0]["error"];
+        assert_eq!(error["code"], "invalid_key", "{name}: {}", r.json);
+        assert_eq!(
+            error["message"], ".uploader/ is reserved for the daemon's own records",
+            "{name}: {}",
+            r.json
+        );
+    }
+    for prefix in [".uploader/idempotency", ".UPLOADER"] {
+        let parts = [
+            ("prefix", None, prefix.as_bytes()),
+            ("file", Some("p.json"), &b"{}"[..]),
+        ];
+        let r = post(&d, "", &parts, &[&bearer(&whole)], false).await;
+        assert_eq!(r.status, 400, "{prefix}: {}", r.json);
+        assert_eq!(r.json["code"], "invalid_prefix", "{prefix}: {}", r.json);
+    }
+    // Not the reserved directory: under a/, for the a/ token.
+    let r = post_one(&d, &a, ".uploader/z.json", b"{}").await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["results"][0]["key"], "a/.uploader/z.json");
+    let r = post_one(&d, &whole, "ok.json", b"{}").await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let mut all = keys(&t).await;
+    all.sort();
+    assert_eq!(all, ["a/.uploader/z.json", "ok.json"]);
+}
+
 /// A malformed scoped tokens file stops the daemon before it listens: exit 2, naming the flag,
 /// the file, the line and the reason.
 #[test]

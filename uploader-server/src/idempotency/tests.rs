@@ -71,6 +71,8 @@ fn only_the_reserved_directory_under_the_root_is_reserved() {
         "tenant/.uploader",
         "tenant/.uploader/",
         "tenant/.uploader/idempotency/x.json",
+        "tenant/.UPLOADER/idempotency/x.json",
+        "tenant/.Uploader",
     ] {
         assert!(is_reserved(&root, k), "{k}");
     }
@@ -79,6 +81,7 @@ fn only_the_reserved_directory_under_the_root_is_reserved() {
         "tenant/a/.uploader/b",
         ".uploader/x",
         "tenant/uploader/x",
+        "tenant/.uploadé/x",
     ] {
         assert!(!is_reserved(&root, k), "{k}");
     }
