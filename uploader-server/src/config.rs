@@ -291,5 +291,11 @@ mod tests {
         open.tokens = vec!["0123456789abcdef".into()];
         assert_eq!(open.validate(), Ok(()));
         assert!(open.auth_tokens().is_empty());
+        // ... but scoped tokens without authentication are a contradiction, refused.
+        open.scoped_tokens = Some("tokens".into());
+        assert_eq!(
+            open.validate(),
+            Err(ServerConfigError::ScopedTokensWithoutAuth)
+        );
     }
 }

@@ -525,6 +525,11 @@ mod tests {
             ),
             (format!("b {H2} prefix=b/ max_request_size"), "NAME=VALUE"),
             (format!("plain {H2} prefix=b/"), "reserved"),
+            (format!("b {H2} prefix=.uploader/"), ".uploader/ is reserved"),
+            (
+                format!("b {H2} prefix=.UPLOADER/idempotency/"),
+                ".uploader/ is reserved",
+            ),
             (format!("anonymous {H2} prefix=b/"), "reserved"),
             (format!("-b {H2} prefix=b/"), "invalid id"),
             (format!("b/c {H2} prefix=b/"), "invalid id"),
@@ -583,6 +588,21 @@ mod tests {
             .unwrap();
         assert!(Arc::ptr_eq(&quota, again.quota()));
         assert_eq!(auth.ids(), ["one", "two"]);
+
+        // A scoped token that is also a plain or an admin token is refused on reload (the
+        // tokens in force stay) and at start-up, naming its line.
+        let clash = format!(
+            "# roles\n{}\n",
+            line_for("p", "plain-token-0123456789", &KeyPrefix::root())
+        );
+        std::fs::write(&file, &clash).unwrap();
+        let err = auth.reload().unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.message.contains("also a plain upload token"), "{err}");
+        assert_eq!(id(t2).as_deref(), Some("one"), "the tokens in force stay");
+        let admin = ["plain-token-0123456789".to_owned()];
+        let err = Auth::with_file(&[], &admin, &file).unwrap_err();
+        assert!(err.message.contains("also an admin token"), "{err}");
 
         // A file with no token: authentication stays on.
         std::fs::write(&file, "# nobody\n").unwrap();
