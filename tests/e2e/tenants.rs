@@ -189,43 +189,56 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let d = daemon(&t, home.path(), &file, &[]);
     let auth = bearer(&token_a);
 
-    let names = [
-        "../tenant-b/x1.txt",
-        "../../tenant-b/x2.txt",
-        "/tenant-b/x3.txt",
-        "//tenant-b/x4.txt",
-        "..%2Ftenant-b%2Fx5.txt",
-        "%2E%2E%2Ftenant-b%2Fx6.txt",
-        "..\\tenant-b\\x7.txt",
-        "tenant-b\\x8.txt",
-        "./../tenant-b/x9.txt",
-        "tenant-b/x10.txt",
-        "a/../../tenant-b/x11.txt",
+    // Each name and its outcome: the key it is stored at (always under tenant-a/), or refused.
+    let names: [(&str, Result<&str, &str>); 11] = [
+        ("../tenant-b/x1.txt", Err("dot_segment")),
+        ("../../tenant-b/x2.txt", Err("dot_segment")),
+        ("/tenant-b/x3.txt", Err("absolute")),
+        ("//tenant-b/x4.txt", Err("absolute")),
+        // Not decoded: a literal name under tenant-a/.
+        (
+            "..%2Ftenant-b%2Fx5.txt",
+            Ok("tenant-a/..%2Ftenant-b%2Fx5.txt"),
+        ),
+        (
+            "%2E%2E%2Ftenant-b%2Fx6.txt",
+            Ok("tenant-a/%2E%2E%2Ftenant-b%2Fx6.txt"),
+        ),
+        ("..\\tenant-b\\x7.txt", Err("backslash")),
+        ("tenant-b\\x8.txt", Err("backslash")),
+        ("./../tenant-b/x9.txt", Err("dot_segment")),
+        ("tenant-b/x10.txt", Ok("tenant-a/tenant-b/x10.txt")),
+        ("a/../../tenant-b/x11.txt", Err("dot_segment")),
     ];
-    let (mut stored, mut admitted) = (0, 0);
-    for name in names {
+    let mut admitted = 0;
+    let mut stored_keys = Vec::new();
+    for (name, outcome) in names {
         admitted += 1;
         let r = post_one(&d, &token_a, name, b"from tenant a\n").await;
         let result = &r.json["results"][0];
-        match result["status"].as_str() {
-            Some("uploaded") => {
-                stored += 1;
-                let key = result["key"].as_str().unwrap();
-                assert!(key.starts_with("tenant-a/"), "{name}: {}", r.json);
+        match outcome {
+            Ok(key) => {
+                assert_eq!(r.status, 201, "{name}: {}", r.json);
+                assert_eq!(result["status"], "uploaded", "{name}: {}", r.json);
+                assert_eq!(result["key"], key, "{name}: {}", r.json);
+                stored_keys.push(key.to_owned());
             }
-            _ => {
+            Err(rule) => {
                 assert_eq!(r.status, 422, "{name}: {}", r.json);
                 assert_eq!(result["error"]["code"], "invalid_key", "{name}: {}", r.json);
+                let message = result["error"]["message"].as_str().unwrap();
+                assert!(message.ends_with(&format!("[{rule}]")), "{name}: {message}");
             }
         }
     }
-    assert!(stored >= 3, "the plain names are stored (under tenant-a/)");
-    for prefix in [
-        "../tenant-b",
-        "/tenant-b",
-        "..%2Ftenant-b",
-        "..\\tenant-b",
-        "tenant-a/../../tenant-b",
+    // Each prefix and its outcome, as a form field and as a query parameter: refused (the
+    // rule), or the directory the file is stored in (a literal name under tenant-a/).
+    for (prefix, outcome) in [
+        ("../tenant-b", Err("dot_segment")),
+        ("/tenant-b", Err("absolute")),
+        ("..%2Ftenant-b", Ok("tenant-a/..%2Ftenant-b/")),
+        ("..\\tenant-b", Err("backslash")),
+        ("tenant-a/../../tenant-b", Err("dot_segment")),
     ] {
         // As a form field, then as a query parameter (percent-encoded, so the daemon decodes it).
         let parts = [
@@ -244,15 +257,21 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
         .await;
         // A bad query prefix is refused with the headers, before the request is admitted (and
         // counted); the field is read after.
-        admitted += 1 + usize::from(q.status != 400);
-        for r in [r, q] {
-            match r.status {
-                400 => assert_eq!(r.json["code"], "invalid_prefix", "{prefix}: {}", r.json),
-                201 => {
-                    let key = r.json["results"][0]["key"].as_str().unwrap();
-                    assert!(key.starts_with("tenant-a/"), "{prefix}: {}", r.json);
+        admitted += 1 + usize::from(outcome.is_ok());
+        for (r, name) in [(r, "p.txt"), (q, "q.txt")] {
+            match outcome {
+                Err(rule) => {
+                    assert_eq!(r.status, 400, "{prefix}: {}", r.json);
+                    assert_eq!(r.json["code"], "invalid_prefix", "{prefix}: {}", r.json);
+                    let detail = r.json["detail"].as_str().unwrap();
+                    assert!(detail.ends_with(&format!("[{rule}]")), "{prefix}: {detail}");
                 }
-                s => panic!("{prefix}: {s} {}", r.json),
+                Ok(dir) => {
+                    assert_eq!(r.status, 201, "{prefix}: {}", r.json);
+                    let key = format!("{dir}{name}");
+                    assert_eq!(r.json["results"][0]["key"], key.as_str(), "{}", r.json);
+                    stored_keys.push(key);
+                }
             }
         }
     }
@@ -264,13 +283,10 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let all = keys(&t).await;
     let (b, a): (Vec<_>, Vec<_>) = all.iter().partition(|k| k.as_str() == "tenant-b/b.txt");
     assert_eq!(b.len(), 1, "{all:?}");
-    assert!(a.len() >= stored, "{all:?}");
-    for k in &a {
-        assert!(
-            k.starts_with("tenant-a/"),
-            "{k} is outside tenant-a/: {all:?}"
-        );
-    }
+    let mut a: Vec<String> = a.into_iter().cloned().collect();
+    a.sort();
+    stored_keys.sort();
+    assert_eq!(a, stored_keys, "exactly what was reported stored, all under tenant-a/");
 
     // The access log names the token id of every authenticated upload, and never a token.
     let metrics = metrics_text(&d).await;
@@ -554,6 +570,73 @@ async fn the_reserved_directory_is_the_daemons_whatever_the_tokens_prefix() {
     let mut all = keys(&t).await;
     all.sort();
     assert_eq!(all, ["a/.uploader/z.json", "ok.json"]);
+}
+
+/// `--scoped-tokens` with `--no-auth` (or `UPLOADER_NO_AUTH=true`) is a usage error, never a
+/// daemon without authentication; a scoped token that is also a plain (`--tokens`) or an
+/// admin token is refused at start-up naming its line, and on SIGHUP (the tokens in force
+/// stay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contradictory_token_settings_are_refused_at_start_up_and_on_reload() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let (scoped, scoped_line) = new_token(home.path(), "s", "s/");
+    let file = write_file(home.path(), &format!("# one\n{scoped_line}\n"));
+    let serve = |extra: &[&str], env: Option<(&str, &str)>| {
+        let mut c = uploader(home.path());
+        c.args(["serve", "--bucket", "b", "--scoped-tokens"])
+            .arg(&file)
+            .arg("--embedded-s3")
+            .arg(store_dir.path())
+            .args(extra);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = uploader_e2e::run(&mut c);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (extra, env) in [
+        (&["--no-auth"][..], None),
+        (&[][..], Some(("UPLOADER_NO_AUTH", "true"))),
+    ] {
+        let (code, err) = serve(extra, env);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("--scoped-tokens and --no-auth") && !err.contains("listening"),
+            "{err}"
+        );
+    }
+    for (flag, role) in [
+        ("--tokens", "also a plain upload token"),
+        ("--admin-tokens", "also an admin token"),
+    ] {
+        let (code, err) = serve(&[flag, &scoped], None);
+        assert_eq!(code, Some(2), "{flag}: {err}");
+        assert!(err.contains("line 2: ") && err.contains(role), "{flag}: {err}");
+        assert!(!err.contains(&scoped), "the token is not echoed: {err}");
+    }
+
+    // On reload: an admin token written into the file is refused, the old tokens stay.
+    let server = EmbeddedS3::start(store_dir.path(), "clash").await.unwrap();
+    let t = Target::embedded(&server);
+    let (admin, admin_line) = new_token(home.path(), "adm", "adm/");
+    let mut d = daemon(&t, home.path(), &file, &["--admin-tokens", &admin]);
+    assert_eq!(post_one(&d, &scoped, "1.txt", b"one\n").await.status, 201);
+    std::fs::write(&file, format!("{scoped_line}\n{admin_line}\n")).unwrap();
+    d.signal("HUP");
+    wait_for_log(&d, "the scoped tokens file was not re-read on SIGHUP", 1).await;
+    let log = d.log();
+    let error = log.lines().find(|l| l.contains("was not re-read")).unwrap();
+    assert!(
+        error.contains("line 2") && error.contains("also an admin token"),
+        "{error}"
+    );
+    assert_eq!(post_one(&d, &scoped, "2.txt", b"two\n").await.status, 201);
+    assert_eq!(
+        post_one(&d, &admin, "3.txt", b"three\n").await.status,
+        401,
+        "the admin token did not become an upload token"
+    );
+    assert!(!d.log().contains(admin.as_str()), "a token is in the log");
 }
 
 /// A malformed scoped tokens file stops the daemon before it listens: exit 2, naming the flag,
