@@ -421,6 +421,38 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
     );
 }
 
+/// The bytes of a part refused for its name (invalid or duplicate key) were received and count
+/// toward `bytes_per_minute`: 80 refused bytes and then a 30-byte file go over a quota of 100,
+/// and that file is refused 429 and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bytes_of_refused_parts_count_toward_the_byte_quota() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let server = EmbeddedS3::start(store_dir.path(), "refusedbytes")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    let (token, line) = new_token(home.path(), "rb", "rb/");
+    let file = write_file(home.path(), &format!("{line} bytes_per_minute=100\n"));
+    let d = daemon(&t, home.path(), &file, &[]);
+    let refused = [b'r'; 80];
+    let good = [b'g'; 30];
+    let parts = [
+        ("file", Some("../bad.txt"), &refused[..]),
+        ("file", Some("good.txt"), &good[..]),
+    ];
+    let r = post(&d, "", &parts, &[&bearer(&token)], true).await;
+    assert_over_quota(&r);
+    assert_eq!(r.json["results"][0]["error"]["code"], "invalid_key", "{}", r.json);
+    assert!(keys(&t).await.is_empty(), "{:?}", keys(&t).await);
+    // The 30 bytes were given back: the 20 left of the window take a 20-byte file exactly
+    // (chunked: a declared length counts the multipart framing too).
+    let fits = [b'f'; 20];
+    let parts = [("file", Some("fits.txt"), &fits[..])];
+    let r = post(&d, "", &parts, &[&bearer(&token)], true).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(keys(&t).await, ["rb/fits.txt"]);
+}
+
 /// Rotation: the file is edited and the real `uploader serve` gets SIGHUP; the new token works,
 /// the removed one gets 401, with no restart (same process). A file that does not parse on a
 /// later SIGHUP is logged and the tokens in force stay (never no authentication). An edit
