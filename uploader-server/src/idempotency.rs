@@ -146,7 +146,7 @@ pub struct Scope(String);
 /// The scope of a request: its bearer token (as a SHA-256 digest, never the token), or
 /// `anonymous` when the daemon runs without authentication. The one place that decides it.
 pub fn idempotency_scope(auth: &Auth, authorization: Option<&[u8]>) -> Scope {
-    match authorization.and_then(|h| h.strip_prefix(b"Bearer ")) {
+    match crate::auth::bearer_token(authorization) {
         Some(token) if auth.enabled() => {
             let mut h = Sha256::new();
             h.update(b"uploader idempotency scope v1\0");

@@ -21,8 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use sha2::{Digest as _, Sha256};
-use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
 use uploader_core::KeyPrefix;
 use uploader_core::config::parse_size;
 
@@ -73,10 +71,7 @@ pub struct TokensFileError {
     pub message: String,
 }
 
-/// The SHA-256 of a token.
-pub fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
+pub use crate::auth::digest;
 
 /// The line of the tokens file for `token`.
 pub fn line_for(id: &str, token: &str, prefix: &KeyPrefix) -> String {
@@ -425,21 +420,15 @@ impl Auth {
         if !self.enabled() {
             return Some(Arc::clone(&self.anonymous));
         }
-        let token = header.and_then(|h| h.strip_prefix(b"Bearer "))?;
-        let got = digest(token);
+        let got = digest(crate::auth::bearer_token(header)?);
         let scoped = Arc::clone(&self.scoped.read().expect("never poisoned"));
-        // 0: none; 1: plain; 2 + i: scoped token i.
-        let mut found = 0u32;
-        for d in &self.plain {
-            found.conditional_assign(&1, d.ct_eq(&got));
-        }
-        for (i, d) in scoped.digests.iter().enumerate() {
-            found.conditional_assign(&(2 + i as u32), d.ct_eq(&got));
-        }
-        match found {
-            0 => None,
-            1 => Some(Arc::clone(&self.plain_tenant)),
-            n => Some(Arc::clone(&scoped.tenants[n as usize - 2])),
+        // Both lists are scanned whole, whatever matched.
+        let plain = crate::auth::position(&self.plain, &got);
+        let scoped_at = crate::auth::position(&scoped.digests, &got);
+        match (plain, scoped_at) {
+            (Some(_), _) => Some(Arc::clone(&self.plain_tenant)),
+            (None, Some(i)) => Some(Arc::clone(&scoped.tenants[i])),
+            (None, None) => None,
         }
     }
 }
