@@ -65,6 +65,15 @@ pub(crate) fn classify(e: &multer::Error) -> FailureKind {
 /// The request body, failing when the client sends nothing for `idle`, and handing out one
 /// chunk per poll: `multer` reads its input until it is pending, so an always-ready body (a
 /// fast client on a fast network) would otherwise pile up in its buffer without bound.
+///
+/// The idle timeout is the same as tower-http's `RequestBodyTimeoutLayer` (a timer started
+/// when the next chunk is awaited, reset by every chunk; time the daemon spends not reading,
+/// e.g. waiting for S3, does not count). It is done here rather than with that layer because
+/// the 408 needs to know that the break was the timeout: the layer's `TimeoutError` reaches
+/// the form wrapped in `axum::Error` and then in multer's `StreamReadFailed`, and is recorded
+/// here in [`BodyFailure`] directly instead; and this adapter is needed anyway for the one
+/// chunk per poll. There is no overall request timeout, on purpose: an upload may be long
+/// (docs/CONFIGURATION.md, `--body-idle-timeout`).
 pub(crate) fn idle_guarded(
     body: axum::body::Body,
     idle: Duration,
