@@ -222,12 +222,19 @@ async fn another_token_with_the_same_key_is_processed_on_its_own() {
         .unwrap();
     assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
-        let body = stored.get(&r.key).await.unwrap().expect("the record is there");
+        let body = stored
+            .get(&r.key)
+            .await
+            .unwrap()
+            .expect("the record is there");
         let text = String::from_utf8(body.to_vec()).unwrap();
         let record: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(record["state"], "completed", "{text}");
         assert!(
-            record["response"]["body"].as_str().unwrap().contains("idem/a.txt"),
+            record["response"]["body"]
+                .as_str()
+                .unwrap()
+                .contains("idem/a.txt"),
             "the record holds the stored response: {text}"
         );
         for secret in [TOKEN, OTHER_TOKEN, "Bearer", "shared-key"] {
@@ -472,12 +479,20 @@ async fn replays_are_not_charged_to_the_quota_and_a_429_is_not_stored() {
     for i in 0..3 {
         let again = post(&d, &[file(&a)], "K", token).await;
         assert_eq!(again.status, 201, "repeat {i}: {}", again.body);
-        assert_eq!(again.header("idempotent-replayed"), Some("true"), "repeat {i}");
+        assert_eq!(
+            again.header("idempotent-replayed"),
+            Some("true"),
+            "repeat {i}"
+        );
         assert_eq!(again.body, first.body);
     }
     let b = write(s.src.path(), "b.txt", b"the second request\n");
     let second = post(&d, &[file(&b)], "K2", token).await;
-    assert_eq!(second.status, 201, "the replays left the quota alone: {}", second.body);
+    assert_eq!(
+        second.status, 201,
+        "the replays left the quota alone: {}",
+        second.body
+    );
     let c = write(s.src.path(), "c.txt", b"over the quota\n");
     let over = post(&d, &[file(&c)], "K3", token).await;
     assert_eq!(over.status, 429, "{}", over.body);
@@ -487,5 +502,9 @@ async fn replays_are_not_charged_to_the_quota_and_a_429_is_not_stored() {
     let records = uploader_core::store::list_all(&stored, ".uploader/idempotency/")
         .await
         .unwrap();
-    assert_eq!(records.len(), 2, "K and K2 only: the 429 released K3 {records:?}");
+    assert_eq!(
+        records.len(),
+        2,
+        "K and K2 only: the 429 released K3 {records:?}"
+    );
 }

@@ -286,7 +286,10 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let mut a: Vec<String> = a.into_iter().cloned().collect();
     a.sort();
     stored_keys.sort();
-    assert_eq!(a, stored_keys, "exactly what was reported stored, all under tenant-a/");
+    assert_eq!(
+        a, stored_keys,
+        "exactly what was reported stored, all under tenant-a/"
+    );
 
     // The access log names the token id of every authenticated upload, and never a token.
     let metrics = metrics_text(&d).await;
@@ -442,7 +445,11 @@ async fn the_bytes_of_refused_parts_count_toward_the_byte_quota() {
     ];
     let r = post(&d, "", &parts, &[&bearer(&token)], true).await;
     assert_over_quota(&r);
-    assert_eq!(r.json["results"][0]["error"]["code"], "invalid_key", "{}", r.json);
+    assert_eq!(
+        r.json["results"][0]["error"]["code"], "invalid_key",
+        "{}",
+        r.json
+    );
     assert!(keys(&t).await.is_empty(), "{:?}", keys(&t).await);
     // The 30 bytes were given back: the 20 left of the window take a 20-byte file exactly
     // (chunked: a declared length counts the multipart framing too).
@@ -535,20 +542,24 @@ async fn the_reserved_directory_is_the_daemons_whatever_the_tokens_prefix() {
         .await
         .unwrap();
     let t = Target::embedded(&server);
-    for prefix in [".uploader/", ".uploader/idempotency/", ".UPLOADER/idempotency/"] {
-        let out = uploader_e2e::run(uploader(home.path()).args([
-            "token", "new", "--id", "x", "--prefix", prefix,
-        ]));
+    for prefix in [
+        ".uploader/",
+        ".uploader/idempotency/",
+        ".UPLOADER/idempotency/",
+    ] {
+        let out = uploader_e2e::run(
+            uploader(home.path()).args(["token", "new", "--id", "x", "--prefix", prefix]),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{prefix}: {err}");
-        assert!(err.contains("--prefix") && err.contains("reserved"), "{err}");
+        assert!(
+            err.contains("--prefix") && err.contains("reserved"),
+            "{err}"
+        );
     }
     for prefix in [".uploader/", ".Uploader/idempotency/"] {
         let h = format!("sha256:{}", "ab".repeat(32));
-        let file = write_file(
-            home.path(),
-            &format!("# tokens\nbad {h} prefix={prefix}\n"),
-        );
+        let file = write_file(home.path(), &format!("# tokens\nbad {h} prefix={prefix}\n"));
         let out = uploader_e2e::run(
             uploader(home.path())
                 .args(["serve", "--bucket", "b", "--scoped-tokens"])
@@ -624,7 +635,10 @@ async fn contradictory_token_settings_are_refused_at_start_up_and_on_reload() {
             c.env(k, v);
         }
         let out = uploader_e2e::run(&mut c);
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     for (extra, env) in [
         (&["--no-auth"][..], None),
@@ -643,7 +657,10 @@ async fn contradictory_token_settings_are_refused_at_start_up_and_on_reload() {
     ] {
         let (code, err) = serve(&[flag, &scoped], None);
         assert_eq!(code, Some(2), "{flag}: {err}");
-        assert!(err.contains("line 2: ") && err.contains(role), "{flag}: {err}");
+        assert!(
+            err.contains("line 2: ") && err.contains(role),
+            "{flag}: {err}"
+        );
         assert!(!err.contains(&scoped), "the token is not echoed: {err}");
     }
 

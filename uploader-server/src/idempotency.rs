@@ -463,7 +463,9 @@ impl Records {
                     Ok(Some(r)) if r.claim == claim && r.state == RecordState::Running => {}
                     Ok(_) => return,
                     Err(_) => {
-                        tracing::warn!("reading an idempotency claim to renew it failed; retrying at the next renewal");
+                        tracing::warn!(
+                            "reading an idempotency claim to renew it failed; retrying at the next renewal"
+                        );
                         continue;
                     }
                 }

@@ -212,7 +212,11 @@ mod tests {
         let start = q.charge(rates, 40).expect("exactly the quota");
         assert!(q.charge(rates, 1).is_err());
         q.refund(start, 40);
-        assert_eq!(q.charge(rates, 40), Ok(start), "refunded bytes are free again");
+        assert_eq!(
+            q.charge(rates, 40),
+            Ok(start),
+            "refunded bytes are free again"
+        );
         let over = q.admit(rates, None).unwrap_err();
         assert_eq!(over.what, "requests per minute");
         // A closed window: everything is free again.
@@ -238,8 +242,15 @@ mod tests {
         let new = q.charge(rates, 80).unwrap();
         assert_ne!(old, new);
         q.refund(old, 70);
-        assert_eq!(q.window.lock().unwrap().bytes, 80, "the old window's refund is void");
-        assert!(q.charge(rates, 21).is_err(), "the new window is still charged 80");
+        assert_eq!(
+            q.window.lock().unwrap().bytes,
+            80,
+            "the old window's refund is void"
+        );
+        assert!(
+            q.charge(rates, 21).is_err(),
+            "the new window is still charged 80"
+        );
         q.refund(new, 30);
         assert_eq!(q.window.lock().unwrap().bytes, 50);
     }

@@ -514,7 +514,10 @@ mod tests {
             ),
             (format!("b {H2} prefix=b/ max_request_size"), "NAME=VALUE"),
             (format!("plain {H2} prefix=b/"), "reserved"),
-            (format!("b {H2} prefix=.uploader/"), ".uploader/ is reserved"),
+            (
+                format!("b {H2} prefix=.uploader/"),
+                ".uploader/ is reserved",
+            ),
             (
                 format!("b {H2} prefix=.UPLOADER/idempotency/"),
                 ".uploader/ is reserved",

@@ -280,7 +280,10 @@ impl ObjectStore for FlakyReads {
     ) -> Result<(), StoreError> {
         self.inner.abort_multipart(key, upload_id).await
     }
-    async fn head(&self, key: &str) -> Result<Option<uploader_core::store::ObjectMeta>, StoreError> {
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<Option<uploader_core::store::ObjectMeta>, StoreError> {
         self.inner.head(key).await
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
@@ -369,7 +372,11 @@ async fn a_claim_taken_over_leaves_the_newer_claim_alone() {
         } else {
             old.release().await;
         }
-        let now = r.read(&object).await.unwrap().expect("the newer record stays");
+        let now = r
+            .read(&object)
+            .await
+            .unwrap()
+            .expect("the newer record stays");
         assert_eq!(now.claim, "newer-claim", "finish={finish}");
         assert_eq!(now.state, RecordState::Running, "finish={finish}");
         store.delete_object(object.as_str()).await.unwrap();
