@@ -560,15 +560,7 @@ async fn the_reserved_directory_is_the_daemons_whatever_the_tokens_prefix() {
     for prefix in [".uploader/", ".Uploader/idempotency/"] {
         let h = format!("sha256:{}", "ab".repeat(32));
         let file = write_file(home.path(), &format!("# tokens\nbad {h} prefix={prefix}\n"));
-        let out = uploader_e2e::run(
-            uploader(home.path())
-                .args(["serve", "--bucket", "b", "--scoped-tokens"])
-                .arg(&file)
-                .arg("--embedded-s3")
-                .arg(store_dir.path()),
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{prefix}: {err}");
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, &[], &[]);
         assert!(
             err.contains("line 2: ") && err.contains("reserved"),
             "{prefix}: {err}"
@@ -624,39 +616,18 @@ async fn contradictory_token_settings_are_refused_at_start_up_and_on_reload() {
     let (home, store_dir) = (tempdir(), tempdir());
     let (scoped, scoped_line) = new_token(home.path(), "s", "s/");
     let file = write_file(home.path(), &format!("# one\n{scoped_line}\n"));
-    let serve = |extra: &[&str], env: Option<(&str, &str)>| {
-        let mut c = uploader(home.path());
-        c.args(["serve", "--bucket", "b", "--scoped-tokens"])
-            .arg(&file)
-            .arg("--embedded-s3")
-            .arg(store_dir.path())
-            .args(extra);
-        if let Some((k, v)) = env {
-            c.env(k, v);
-        }
-        let out = uploader_e2e::run(&mut c);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
     for (extra, env) in [
-        (&["--no-auth"][..], None),
-        (&[][..], Some(("UPLOADER_NO_AUTH", "true"))),
+        (&["--no-auth"][..], &[][..]),
+        (&[][..], &[("UPLOADER_NO_AUTH", "true")][..]),
     ] {
-        let (code, err) = serve(extra, env);
-        assert_eq!(code, Some(2), "{err}");
-        assert!(
-            err.contains("--scoped-tokens and --no-auth") && !err.contains("listening"),
-            "{err}"
-        );
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, extra, env);
+        assert!(err.contains("--scoped-tokens and --no-auth"), "{err}");
     }
     for (flag, role) in [
         ("--tokens", "also a plain upload token"),
         ("--admin-tokens", "also an admin token"),
     ] {
-        let (code, err) = serve(&[flag, &scoped], None);
-        assert_eq!(code, Some(2), "{flag}: {err}");
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, &[flag, &scoped], &[]);
         assert!(
             err.contains("line 2: ") && err.contains(role),
             "{flag}: {err}"
@@ -717,15 +688,7 @@ fn a_malformed_tokens_file_is_refused_at_start_up_naming_the_line() {
         ),
     ] {
         let file = write_file(home.path(), &format!("{good}\n{second}\n"));
-        let out = uploader_e2e::run(
-            uploader(home.path())
-                .args(["serve", "--bucket", "b", "--scoped-tokens"])
-                .arg(&file)
-                .arg("--embedded-s3")
-                .arg(store_dir.path()),
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{second}: {err}");
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, &[], &[]);
         assert!(
             err.contains("--scoped-tokens") && err.contains(file.to_str().unwrap()),
             "{err}"
@@ -734,7 +697,6 @@ fn a_malformed_tokens_file_is_refused_at_start_up_naming_the_line() {
             err.contains("line 2: ") && err.contains(reason),
             "{second}: {err}"
         );
-        assert!(!err.contains("listening"), "{err}");
     }
 }
 
@@ -879,6 +841,29 @@ fn metric(text: &str, series: &str) -> f64 {
 
 fn percent_encode(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// `uploader serve --scoped-tokens file` with `extra` flags and `env`, which must stop before
+/// it listens, with exit 2: its stderr.
+fn refused_at_start_up(
+    home: &Path,
+    store: &Path,
+    file: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut c = uploader(home);
+    c.args(["serve", "--bucket", "b", "--scoped-tokens"])
+        .arg(file)
+        .arg("--embedded-s3")
+        .arg(store)
+        .args(extra)
+        .envs(env.iter().copied());
+    let out = uploader_e2e::run(&mut c);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+    assert!(!err.contains("listening"), "{err}");
+    err
 }
 
 fn write_file(dir: &Path, text: &str) -> PathBuf {
