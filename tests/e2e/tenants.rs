@@ -639,7 +639,7 @@ async fn contradictory_token_settings_are_refused_at_start_up_and_on_reload() {
     let server = EmbeddedS3::start(store_dir.path(), "clash").await.unwrap();
     let t = Target::embedded(&server);
     let (admin, admin_line) = new_token(home.path(), "adm", "adm/");
-    let mut d = daemon(&t, home.path(), &file, &["--admin-tokens", &admin]);
+    let d = daemon(&t, home.path(), &file, &["--admin-tokens", &admin]);
     assert_eq!(post_one(&d, &scoped, "1.txt", b"one\n").await.status, 201);
     std::fs::write(&file, format!("{scoped_line}\n{admin_line}\n")).unwrap();
     d.signal("HUP");

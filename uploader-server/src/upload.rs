@@ -91,7 +91,8 @@ pub(crate) struct UploadForm {
             content_type = "application/problem+json"),
         (status = 415, description = "not multipart/form-data", body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = "over the token's requests or bytes per minute; see \
+        (status = 429, description = "over the token's requests or bytes per minute (a replay \
+            and a 409 are not charged; a 429 is never stored for an Idempotency-Key); see \
             Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "overloaded, shutting down, or the idempotency record \
             unreachable; see Retry-After", body = Problem,
