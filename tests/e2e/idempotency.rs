@@ -215,17 +215,35 @@ async fn another_token_with_the_same_key_is_processed_on_its_own() {
     let mine_again = post(&d, &[file(&mine)], "shared-key", TOKEN).await;
     assert_eq!(mine_again.header("idempotent-replayed"), Some("true"));
     assert_eq!(mine_again.body, first.body);
-    // Both records are in the reserved directory, and nothing there names a token or the key.
+    // Both records are in the reserved directory, and nothing in them (the stored responses
+    // included) holds a token, an Authorization header or the idempotency key.
     let records = uploader_core::store::list_all(&stored, ".uploader/idempotency/")
         .await
         .unwrap();
     assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
+        let body = stored
+            .get(&r.key)
+            .await
+            .unwrap()
+            .expect("the record is there");
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(record["state"], "completed", "{text}");
         assert!(
-            !r.key.contains("shared-key") && !r.key.contains(TOKEN),
-            "{}",
-            r.key
+            record["response"]["body"]
+                .as_str()
+                .unwrap()
+                .contains("idem/a.txt"),
+            "the record holds the stored response: {text}"
         );
+        for secret in [TOKEN, OTHER_TOKEN, "Bearer", "shared-key"] {
+            assert!(
+                !text.contains(secret) && !r.key.contains(secret),
+                "{secret} in {}: {text}",
+                r.key
+            );
+        }
     }
 }
 
@@ -422,4 +440,71 @@ impl SlowPost {
         let body = resp.split_once("\r\n\r\n").unwrap().1.to_owned();
         (status, body)
     }
+}
+
+/// Replays and 409s are not charged to the token's quota: with `requests_per_minute=2`, a
+/// first request with a key (201) then three repeats all replay the 201 (never 429); a new
+/// request is charged (the second of the window), and the one after it is refused 429, which
+/// is not stored: the key is free again for a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_are_not_charged_to_the_quota_and_a_429_is_not_stored() {
+    let s = Setup::new("idem-quota").await;
+    let out = uploader_e2e::run(
+        uploader_e2e::uploader(s.home.path()).args(["token", "new", "--id", "q", "--prefix", "/"]),
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    let (token, line) = (lines.next().unwrap(), lines.next().unwrap());
+    let file_path = s.home.path().join("scoped");
+    std::fs::write(&file_path, format!("{line} requests_per_minute=2\n")).unwrap();
+    let d = {
+        let flags = [
+            "--allow-mime",
+            "application/octet-stream",
+            "--checksum",
+            "crc32c",
+            "--scoped-tokens",
+            file_path.to_str().unwrap(),
+        ];
+        let home = tempfile::tempdir_in(s.home.path()).unwrap().keep();
+        tokio::task::block_in_place(|| {
+            Daemon::start_with(&s.target, &home, &s.proxy.endpoint(), &flags)
+        })
+    };
+    let a = write(s.src.path(), "a.txt", b"charged once\n");
+    let first = post(&d, &[file(&a)], "K", token).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    for i in 0..3 {
+        let again = post(&d, &[file(&a)], "K", token).await;
+        assert_eq!(again.status, 201, "repeat {i}: {}", again.body);
+        assert_eq!(
+            again.header("idempotent-replayed"),
+            Some("true"),
+            "repeat {i}"
+        );
+        assert_eq!(again.body, first.body);
+    }
+    let b = write(s.src.path(), "b.txt", b"the second request\n");
+    let second = post(&d, &[file(&b)], "K2", token).await;
+    assert_eq!(
+        second.status, 201,
+        "the replays left the quota alone: {}",
+        second.body
+    );
+    let c = write(s.src.path(), "c.txt", b"over the quota\n");
+    let over = post(&d, &[file(&c)], "K3", token).await;
+    assert_eq!(over.status, 429, "{}", over.body);
+    assert_eq!(over.json()["code"], "quota_exceeded");
+    let stored = s.direct().await;
+    assert!(stored.head("c.txt").await.unwrap().is_none());
+    let records = uploader_core::store::list_all(&stored, ".uploader/idempotency/")
+        .await
+        .unwrap();
+    assert_eq!(
+        records.len(),
+        2,
+        "K and K2 only: the 429 released K3 {records:?}"
+    );
 }

@@ -189,43 +189,56 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let d = daemon(&t, home.path(), &file, &[]);
     let auth = bearer(&token_a);
 
-    let names = [
-        "../tenant-b/x1.txt",
-        "../../tenant-b/x2.txt",
-        "/tenant-b/x3.txt",
-        "//tenant-b/x4.txt",
-        "..%2Ftenant-b%2Fx5.txt",
-        "%2E%2E%2Ftenant-b%2Fx6.txt",
-        "..\\tenant-b\\x7.txt",
-        "tenant-b\\x8.txt",
-        "./../tenant-b/x9.txt",
-        "tenant-b/x10.txt",
-        "a/../../tenant-b/x11.txt",
+    // Each name and its outcome: the key it is stored at (always under tenant-a/), or refused.
+    let names: [(&str, Result<&str, &str>); 11] = [
+        ("../tenant-b/x1.txt", Err("dot_segment")),
+        ("../../tenant-b/x2.txt", Err("dot_segment")),
+        ("/tenant-b/x3.txt", Err("absolute")),
+        ("//tenant-b/x4.txt", Err("absolute")),
+        // Not decoded: a literal name under tenant-a/.
+        (
+            "..%2Ftenant-b%2Fx5.txt",
+            Ok("tenant-a/..%2Ftenant-b%2Fx5.txt"),
+        ),
+        (
+            "%2E%2E%2Ftenant-b%2Fx6.txt",
+            Ok("tenant-a/%2E%2E%2Ftenant-b%2Fx6.txt"),
+        ),
+        ("..\\tenant-b\\x7.txt", Err("backslash")),
+        ("tenant-b\\x8.txt", Err("backslash")),
+        ("./../tenant-b/x9.txt", Err("dot_segment")),
+        ("tenant-b/x10.txt", Ok("tenant-a/tenant-b/x10.txt")),
+        ("a/../../tenant-b/x11.txt", Err("dot_segment")),
     ];
-    let (mut stored, mut admitted) = (0, 0);
-    for name in names {
+    let mut admitted = 0;
+    let mut stored_keys = Vec::new();
+    for (name, outcome) in names {
         admitted += 1;
         let r = post_one(&d, &token_a, name, b"from tenant a\n").await;
         let result = &r.json["results"][0];
-        match result["status"].as_str() {
-            Some("uploaded") => {
-                stored += 1;
-                let key = result["key"].as_str().unwrap();
-                assert!(key.starts_with("tenant-a/"), "{name}: {}", r.json);
+        match outcome {
+            Ok(key) => {
+                assert_eq!(r.status, 201, "{name}: {}", r.json);
+                assert_eq!(result["status"], "uploaded", "{name}: {}", r.json);
+                assert_eq!(result["key"], key, "{name}: {}", r.json);
+                stored_keys.push(key.to_owned());
             }
-            _ => {
+            Err(rule) => {
                 assert_eq!(r.status, 422, "{name}: {}", r.json);
                 assert_eq!(result["error"]["code"], "invalid_key", "{name}: {}", r.json);
+                let message = result["error"]["message"].as_str().unwrap();
+                assert!(message.ends_with(&format!("[{rule}]")), "{name}: {message}");
             }
         }
     }
-    assert!(stored >= 3, "the plain names are stored (under tenant-a/)");
-    for prefix in [
-        "../tenant-b",
-        "/tenant-b",
-        "..%2Ftenant-b",
-        "..\\tenant-b",
-        "tenant-a/../../tenant-b",
+    // Each prefix and its outcome, as a form field and as a query parameter: refused (the
+    // rule), or the directory the file is stored in (a literal name under tenant-a/).
+    for (prefix, outcome) in [
+        ("../tenant-b", Err("dot_segment")),
+        ("/tenant-b", Err("absolute")),
+        ("..%2Ftenant-b", Ok("tenant-a/..%2Ftenant-b/")),
+        ("..\\tenant-b", Err("backslash")),
+        ("tenant-a/../../tenant-b", Err("dot_segment")),
     ] {
         // As a form field, then as a query parameter (percent-encoded, so the daemon decodes it).
         let parts = [
@@ -244,15 +257,21 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
         .await;
         // A bad query prefix is refused with the headers, before the request is admitted (and
         // counted); the field is read after.
-        admitted += 1 + usize::from(q.status != 400);
-        for r in [r, q] {
-            match r.status {
-                400 => assert_eq!(r.json["code"], "invalid_prefix", "{prefix}: {}", r.json),
-                201 => {
-                    let key = r.json["results"][0]["key"].as_str().unwrap();
-                    assert!(key.starts_with("tenant-a/"), "{prefix}: {}", r.json);
+        admitted += 1 + usize::from(outcome.is_ok());
+        for (r, name) in [(r, "p.txt"), (q, "q.txt")] {
+            match outcome {
+                Err(rule) => {
+                    assert_eq!(r.status, 400, "{prefix}: {}", r.json);
+                    assert_eq!(r.json["code"], "invalid_prefix", "{prefix}: {}", r.json);
+                    let detail = r.json["detail"].as_str().unwrap();
+                    assert!(detail.ends_with(&format!("[{rule}]")), "{prefix}: {detail}");
                 }
-                s => panic!("{prefix}: {s} {}", r.json),
+                Ok(dir) => {
+                    assert_eq!(r.status, 201, "{prefix}: {}", r.json);
+                    let key = format!("{dir}{name}");
+                    assert_eq!(r.json["results"][0]["key"], key.as_str(), "{}", r.json);
+                    stored_keys.push(key);
+                }
             }
         }
     }
@@ -264,13 +283,13 @@ async fn a_token_confined_to_tenant_a_cannot_write_under_tenant_b() {
     let all = keys(&t).await;
     let (b, a): (Vec<_>, Vec<_>) = all.iter().partition(|k| k.as_str() == "tenant-b/b.txt");
     assert_eq!(b.len(), 1, "{all:?}");
-    assert!(a.len() >= stored, "{all:?}");
-    for k in &a {
-        assert!(
-            k.starts_with("tenant-a/"),
-            "{k} is outside tenant-a/: {all:?}"
-        );
-    }
+    let mut a: Vec<String> = a.into_iter().cloned().collect();
+    a.sort();
+    stored_keys.sort();
+    assert_eq!(
+        a, stored_keys,
+        "exactly what was reported stored, all under tenant-a/"
+    );
 
     // The access log names the token id of every authenticated upload, and never a token.
     let metrics = metrics_text(&d).await;
@@ -405,6 +424,42 @@ async fn quotas_answer_429_with_retry_after_and_nothing_beyond_is_stored() {
     );
 }
 
+/// The bytes of a part refused for its name (invalid or duplicate key) were received and count
+/// toward `bytes_per_minute`: 80 refused bytes and then a 30-byte file go over a quota of 100,
+/// and that file is refused 429 and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bytes_of_refused_parts_count_toward_the_byte_quota() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let server = EmbeddedS3::start(store_dir.path(), "refusedbytes")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    let (token, line) = new_token(home.path(), "rb", "rb/");
+    let file = write_file(home.path(), &format!("{line} bytes_per_minute=100\n"));
+    let d = daemon(&t, home.path(), &file, &[]);
+    let refused = [b'r'; 80];
+    let good = [b'g'; 30];
+    let parts = [
+        ("file", Some("../bad.txt"), &refused[..]),
+        ("file", Some("good.txt"), &good[..]),
+    ];
+    let r = post(&d, "", &parts, &[&bearer(&token)], true).await;
+    assert_over_quota(&r);
+    assert_eq!(
+        r.json["results"][0]["error"]["code"], "invalid_key",
+        "{}",
+        r.json
+    );
+    assert!(keys(&t).await.is_empty(), "{:?}", keys(&t).await);
+    // The 30 bytes were given back: the 20 left of the window take a 20-byte file exactly
+    // (chunked: a declared length counts the multipart framing too).
+    let fits = [b'f'; 20];
+    let parts = [("file", Some("fits.txt"), &fits[..])];
+    let r = post(&d, "", &parts, &[&bearer(&token)], true).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(keys(&t).await, ["rb/fits.txt"]);
+}
+
 /// Rotation: the file is edited and the real `uploader serve` gets SIGHUP; the new token works,
 /// the removed one gets 401, with no restart (same process). A file that does not parse on a
 /// later SIGHUP is logged and the tokens in force stay (never no authentication). An edit
@@ -475,6 +530,135 @@ async fn sighup_rotates_the_tokens_without_a_restart_and_a_bad_file_keeps_them()
     }
 }
 
+/// The reserved directory is the daemon's `.uploader/` (under its root prefix), in any case,
+/// whatever the token: a `prefix=/` token cannot write it by a filename or a `prefix`; a
+/// token's prefix inside it is refused by `uploader token new` and at start-up (naming the
+/// line), so no token can store among the idempotency records; a `prefix=a/` token may write
+/// `a/.uploader/z.json`, which is not the reserved directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserved_directory_is_the_daemons_whatever_the_tokens_prefix() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let server = EmbeddedS3::start(store_dir.path(), "reserved")
+        .await
+        .unwrap();
+    let t = Target::embedded(&server);
+    for prefix in [
+        ".uploader/",
+        ".uploader/idempotency/",
+        ".UPLOADER/idempotency/",
+    ] {
+        let out = uploader_e2e::run(
+            uploader(home.path()).args(["token", "new", "--id", "x", "--prefix", prefix]),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{prefix}: {err}");
+        assert!(
+            err.contains("--prefix") && err.contains("reserved"),
+            "{err}"
+        );
+    }
+    for prefix in [".uploader/", ".Uploader/idempotency/"] {
+        let h = format!("sha256:{}", "ab".repeat(32));
+        let file = write_file(home.path(), &format!("# tokens\nbad {h} prefix={prefix}\n"));
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, &[], &[]);
+        assert!(
+            err.contains("line 2: ") && err.contains("reserved"),
+            "{prefix}: {err}"
+        );
+    }
+
+    let (whole, whole_line) = new_token(home.path(), "whole", "/");
+    let (a, a_line) = new_token(home.path(), "a", "a/");
+    let file = write_file(home.path(), &format!("{whole_line}\n{a_line}\n"));
+    let d = daemon(&t, home.path(), &file, &[]);
+    for name in [
+        ".uploader/idempotency/deadbeef/cafe.json",
+        ".UPLOADER/idempotency/deadbeef/cafe.json",
+        ".Uploader/x.json",
+        ".uploader",
+    ] {
+        let r = post_one(&d, &whole, name, b"{}").await;
+        assert_eq!(r.status, 422, "{name}: {}", r.json);
+        let error = &r.json["results"][0]["error"];
+        assert_eq!(error["code"], "invalid_key", "{name}: {}", r.json);
+        assert_eq!(
+            error["message"], ".uploader/ is reserved for the daemon's own records",
+            "{name}: {}",
+            r.json
+        );
+    }
+    for prefix in [".uploader/idempotency", ".UPLOADER"] {
+        let parts = [
+            ("prefix", None, prefix.as_bytes()),
+            ("file", Some("p.json"), &b"{}"[..]),
+        ];
+        let r = post(&d, "", &parts, &[&bearer(&whole)], false).await;
+        assert_eq!(r.status, 400, "{prefix}: {}", r.json);
+        assert_eq!(r.json["code"], "invalid_prefix", "{prefix}: {}", r.json);
+    }
+    // Not the reserved directory: under a/, for the a/ token.
+    let r = post_one(&d, &a, ".uploader/z.json", b"{}").await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["results"][0]["key"], "a/.uploader/z.json");
+    let r = post_one(&d, &whole, "ok.json", b"{}").await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let mut all = keys(&t).await;
+    all.sort();
+    assert_eq!(all, ["a/.uploader/z.json", "ok.json"]);
+}
+
+/// `--scoped-tokens` with `--no-auth` (or `UPLOADER_NO_AUTH=true`) is a usage error, never a
+/// daemon without authentication; a scoped token that is also a plain (`--tokens`) or an
+/// admin token is refused at start-up naming its line, and on SIGHUP (the tokens in force
+/// stay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contradictory_token_settings_are_refused_at_start_up_and_on_reload() {
+    let (home, store_dir) = (tempdir(), tempdir());
+    let (scoped, scoped_line) = new_token(home.path(), "s", "s/");
+    let file = write_file(home.path(), &format!("# one\n{scoped_line}\n"));
+    for (extra, env) in [
+        (&["--no-auth"][..], &[][..]),
+        (&[][..], &[("UPLOADER_NO_AUTH", "true")][..]),
+    ] {
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, extra, env);
+        assert!(err.contains("--scoped-tokens and --no-auth"), "{err}");
+    }
+    for (flag, role) in [
+        ("--tokens", "also a plain upload token"),
+        ("--admin-tokens", "also an admin token"),
+    ] {
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, &[flag, &scoped], &[]);
+        assert!(
+            err.contains("line 2: ") && err.contains(role),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains(&scoped), "the token is not echoed: {err}");
+    }
+
+    // On reload: an admin token written into the file is refused, the old tokens stay.
+    let server = EmbeddedS3::start(store_dir.path(), "clash").await.unwrap();
+    let t = Target::embedded(&server);
+    let (admin, admin_line) = new_token(home.path(), "adm", "adm/");
+    let d = daemon(&t, home.path(), &file, &["--admin-tokens", &admin]);
+    assert_eq!(post_one(&d, &scoped, "1.txt", b"one\n").await.status, 201);
+    std::fs::write(&file, format!("{scoped_line}\n{admin_line}\n")).unwrap();
+    d.signal("HUP");
+    wait_for_log(&d, "the scoped tokens file was not re-read on SIGHUP", 1).await;
+    let log = d.log();
+    let error = log.lines().find(|l| l.contains("was not re-read")).unwrap();
+    assert!(
+        error.contains("line 2") && error.contains("also an admin token"),
+        "{error}"
+    );
+    assert_eq!(post_one(&d, &scoped, "2.txt", b"two\n").await.status, 201);
+    assert_eq!(
+        post_one(&d, &admin, "3.txt", b"three\n").await.status,
+        401,
+        "the admin token did not become an upload token"
+    );
+    assert!(!d.log().contains(admin.as_str()), "a token is in the log");
+}
+
 /// A malformed scoped tokens file stops the daemon before it listens: exit 2, naming the flag,
 /// the file, the line and the reason.
 #[test]
@@ -504,15 +688,7 @@ fn a_malformed_tokens_file_is_refused_at_start_up_naming_the_line() {
         ),
     ] {
         let file = write_file(home.path(), &format!("{good}\n{second}\n"));
-        let out = uploader_e2e::run(
-            uploader(home.path())
-                .args(["serve", "--bucket", "b", "--scoped-tokens"])
-                .arg(&file)
-                .arg("--embedded-s3")
-                .arg(store_dir.path()),
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{second}: {err}");
+        let err = refused_at_start_up(home.path(), store_dir.path(), &file, &[], &[]);
         assert!(
             err.contains("--scoped-tokens") && err.contains(file.to_str().unwrap()),
             "{err}"
@@ -521,7 +697,6 @@ fn a_malformed_tokens_file_is_refused_at_start_up_naming_the_line() {
             err.contains("line 2: ") && err.contains(reason),
             "{second}: {err}"
         );
-        assert!(!err.contains("listening"), "{err}");
     }
 }
 
@@ -666,6 +841,29 @@ fn metric(text: &str, series: &str) -> f64 {
 
 fn percent_encode(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// `uploader serve --scoped-tokens file` with `extra` flags and `env`, which must stop before
+/// it listens, with exit 2: its stderr.
+fn refused_at_start_up(
+    home: &Path,
+    store: &Path,
+    file: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut c = uploader(home);
+    c.args(["serve", "--bucket", "b", "--scoped-tokens"])
+        .arg(file)
+        .arg("--embedded-s3")
+        .arg(store)
+        .args(extra)
+        .envs(env.iter().copied());
+    let out = uploader_e2e::run(&mut c);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+    assert!(!err.contains("listening"), "{err}");
+    err
 }
 
 fn write_file(dir: &Path, text: &str) -> PathBuf {

@@ -128,6 +128,14 @@ async fn http_metrics(req: Request, next: Next) -> Response {
 
 /// Authentication, then load shedding: a request over the concurrency limit is refused at
 /// once with 503 and `Retry-After`, never queued.
+///
+/// By hand rather than tower's `ConcurrencyLimitLayer` + `LoadShedLayer`: the limit is on
+/// uploads only (this guard is layered on `/v1/uploads`; health, readiness, metrics and the
+/// admin API are never shed), a request is authenticated before it takes a slot (a caller
+/// without a token gets 401, not 503, and cannot use up the slots), draining answers its own
+/// 503, and the refusal must be a problem document with `Retry-After`, which `LoadShed`'s
+/// `Overloaded` error would need a `HandleErrorLayer` to become. A `try_acquire` on the
+/// semaphore does all that in three lines.
 async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let auth = req
         .headers()

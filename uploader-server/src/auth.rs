@@ -5,7 +5,29 @@
 //! header is never logged.
 
 use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
+use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
+
+/// The SHA-256 of a token (the only form in which tokens are kept).
+pub fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// The token of an `Authorization: Bearer <token>` header value, if it is one.
+pub fn bearer_token(header: Option<&[u8]>) -> Option<&[u8]> {
+    header.and_then(|h| h.strip_prefix(b"Bearer "))
+}
+
+/// Which of `digests` is `got`, comparing every one (no early exit) in constant time, so the
+/// time does not tell which one matched or how much of one. The one comparison of the admin
+/// tokens and the upload tokens (plain and scoped).
+pub fn position(digests: &[[u8; 32]], got: &[u8; 32]) -> Option<usize> {
+    // 0: none; 1 + i: digest i.
+    let mut found = 0u64;
+    for (i, d) in digests.iter().enumerate() {
+        found.conditional_assign(&(1 + i as u64), d.ct_eq(got));
+    }
+    (found as usize).checked_sub(1)
+}
 
 /// The accepted tokens, as digests.
 #[derive(Clone, Default)]
@@ -15,10 +37,6 @@ impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tokens({} configured)", self.0.len())
     }
-}
-
-fn digest(b: &[u8]) -> [u8; 32] {
-    Sha256::digest(b).into()
 }
 
 impl Tokens {
@@ -31,21 +49,12 @@ impl Tokens {
         !self.0.is_empty()
     }
 
-    /// Checks an `Authorization` header value. Every configured token is compared (no early
-    /// exit), so the time does not tell which one matched.
+    /// Checks an `Authorization` header value ([`position`]).
     pub fn check(&self, header: Option<&[u8]>) -> bool {
         if !self.enabled() {
             return true;
         }
-        let Some(token) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
-            return false;
-        };
-        let got = digest(token);
-        let mut ok = subtle::Choice::from(0);
-        for t in &self.0 {
-            ok |= t.ct_eq(&got);
-        }
-        ok.into()
+        bearer_token(header).is_some_and(|token| position(&self.0, &digest(token)).is_some())
     }
 }
 

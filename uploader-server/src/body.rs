@@ -65,26 +65,32 @@ pub(crate) fn classify(e: &multer::Error) -> FailureKind {
 /// The request body, failing when the client sends nothing for `idle`, and handing out one
 /// chunk per poll: `multer` reads its input until it is pending, so an always-ready body (a
 /// fast client on a fast network) would otherwise pile up in its buffer without bound.
+///
+/// The idle timeout is tower-http's `TimeoutBody` (the body of its `RequestBodyTimeoutLayer`:
+/// a timer started when the next frame is awaited, reset by every frame; time the daemon spends
+/// not reading, e.g. waiting for S3, does not count), applied here rather than as a layer so
+/// that its `TimeoutError` is recognised before multer wraps it, and recorded in
+/// [`BodyFailure`] for the 408. There is no overall request timeout, on purpose: an upload may
+/// be long (docs/CONFIGURATION.md, `--body-idle-timeout`).
 pub(crate) fn idle_guarded(
     body: axum::body::Body,
     idle: Duration,
     failure: Arc<BodyFailure>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    let stream = body.into_data_stream();
-    let chunks = futures::stream::unfold((stream, failure), move |(mut s, failure)| async move {
-        match tokio::time::timeout(idle, s.next()).await {
-            Ok(Some(Ok(b))) => Some((Ok(b), (s, failure))),
-            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), (s, failure))),
-            Ok(None) => None,
-            Err(_) => {
+    let body = axum::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, body));
+    let chunks = body.into_data_stream().map(move |r| {
+        r.map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<tower_http::timeout::TimeoutError>() {
                 failure.idle.store(true, Ordering::SeqCst);
-                let e = std::io::Error::new(
+                std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the client sent nothing for too long",
-                );
-                Some((Err(e), (s, failure)))
+                )
+            } else {
+                std::io::Error::other(e)
             }
-        }
+        })
     });
     OneChunkPerPoll {
         inner: Box::pin(chunks),

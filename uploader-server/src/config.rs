@@ -148,19 +148,16 @@ impl ServerConfig {
     }
 
     /// The upload tokens: the plain ones and those of the scoped tokens file (read now); none
-    /// with `no_auth`. An admin token that is also a scoped token is refused.
+    /// with `no_auth`. A scoped token that is also a plain or an admin token is refused
+    /// (naming its line; on reloads too).
     pub fn auth(&self) -> anyhow::Result<crate::tenants::Auth> {
         use anyhow::Context as _;
         let plain = self.auth_tokens();
         let Some(file) = self.scoped_tokens.as_ref().filter(|_| !self.no_auth) else {
             return Ok(crate::tenants::Auth::new(plain));
         };
-        let auth = crate::tenants::Auth::with_file(plain, file)
-            .with_context(|| format!("--scoped-tokens {}", file.display()))?;
-        if self.admin_tokens.iter().any(|a| auth.has_scoped(a)) {
-            return Err(ServerConfigError::AdminTokenReused.into());
-        }
-        Ok(auth)
+        crate::tenants::Auth::with_file(plain, &self.admin_tokens, file)
+            .with_context(|| format!("--scoped-tokens {}", file.display()))
     }
 
     /// Checks the settings together (the upload settings included).
@@ -175,6 +172,11 @@ impl ServerConfig {
         }
         if self.admin_tokens.iter().any(|a| self.tokens.contains(a)) {
             return Err(ServerConfigError::AdminTokenReused);
+        }
+        // Scoped tokens confine their callers: serving them without authentication would
+        // silently admit everyone to the whole root.
+        if self.no_auth && self.scoped_tokens.is_some() {
+            return Err(ServerConfigError::ScopedTokensWithoutAuth);
         }
         if self.tokens.is_empty()
             && self.scoped_tokens.is_none()
@@ -222,6 +224,11 @@ pub enum ServerConfigError {
     Idempotency,
     #[error("an admin token (--admin-tokens) must not also be an upload token")]
     AdminTokenReused,
+    #[error(
+        "--scoped-tokens and --no-auth (UPLOADER_NO_AUTH) contradict each other: scoped tokens \
+         need authentication; drop one of them"
+    )]
+    ScopedTokensWithoutAuth,
     #[error("--max-buffer must be at least {needed_mib} MiB for {uploads} concurrent uploads")]
     Buffer { needed_mib: u64, uploads: usize },
     #[error(transparent)]
@@ -284,5 +291,11 @@ mod tests {
         open.tokens = vec!["0123456789abcdef".into()];
         assert_eq!(open.validate(), Ok(()));
         assert!(open.auth_tokens().is_empty());
+        // ... but scoped tokens without authentication are a contradiction, refused.
+        open.scoped_tokens = Some("tokens".into());
+        assert_eq!(
+            open.validate(),
+            Err(ServerConfigError::ScopedTokensWithoutAuth)
+        );
     }
 }

@@ -28,7 +28,10 @@ pub(crate) struct Form {
     multipart: multer::Multipart<'static>,
     /// How reading the body failed, if it did.
     pub failure: Arc<BodyFailure>,
+    /// The token's root: the daemon's root prefix and the token's prefix.
     root: KeyPrefix,
+    /// The daemon's root prefix, under which the reserved directory is.
+    daemon_root: KeyPrefix,
     prefix: Option<KeyPrefix>,
     /// `skip_existing` (query or field): leave unchanged objects as they are.
     pub skip: Option<SkipMode>,
@@ -50,8 +53,10 @@ pub(crate) struct FilePart {
 
 impl Form {
     /// Checks the headers (type, boundary, declared length) and starts reading the body; keys
-    /// go under `root` (the daemon's root prefix and the token's).
+    /// go under `root` (the daemon's root prefix `daemon_root` and the token's); none may
+    /// lie in the reserved directory under `daemon_root`.
     pub(crate) fn open(
+        daemon_root: &KeyPrefix,
         root: &KeyPrefix,
         limits: &Limits,
         req: Request,
@@ -86,7 +91,9 @@ impl Form {
         if declared.is_some_and(|n| n > limits.max_request_size) {
             return Err(too_large(limits.max_request_size));
         }
-        let prefix = query_prefix.map(|p| join_prefix(root, p)).transpose()?;
+        let prefix = query_prefix
+            .map(|p| join_prefix(daemon_root, root, p))
+            .transpose()?;
         let skip = query_skip.map(parse_skip).transpose()?;
         let failure = Arc::new(BodyFailure::default());
         let body = idle_guarded(
@@ -100,6 +107,7 @@ impl Form {
             multipart: multer::Multipart::with_constraints(body, boundary, constraints),
             failure,
             root: root.clone(),
+            daemon_root: daemon_root.clone(),
             prefix,
             skip,
             files: 0,
@@ -120,12 +128,11 @@ impl Form {
         self.fingerprint.as_ref().and_then(Fingerprint::finish)
     }
 
-    /// Drops the data of a file part that is not uploaded, reading it first when it feeds
-    /// the fingerprint (a break in the body shows at the next part).
-    pub(crate) async fn discard(&self, mut data: BoxStream<'static, Result<Bytes, multer::Error>>) {
-        if self.fingerprint.is_some() {
-            while let Some(Ok(_)) = data.next().await {}
-        }
+    /// Reads and drops the data of a file part that is not uploaded (multer reads it anyway to
+    /// find the next part; read here, it feeds the fingerprint and whatever meters `data`). It
+    /// stops at the first error (a break in the body shows at the next part).
+    pub(crate) async fn discard<E>(&self, mut data: BoxStream<'static, Result<Bytes, E>>) {
+        while let Some(Ok(_)) = data.next().await {}
     }
 
     /// Reads the whole form without uploading anything (to compare its fingerprint).
@@ -166,7 +173,7 @@ impl Form {
             }
             self.files += 1;
             let prefix = self.prefix.as_ref().unwrap_or(&self.root);
-            let key = derive_key(&self.root, prefix, filename.as_deref());
+            let key = derive_key(&self.daemon_root, prefix, filename.as_deref());
             let failure = Arc::clone(&self.failure);
             let data = field.map(move |r| r.inspect_err(|e| failure.record(e)));
             let data = match &self.fingerprint {
@@ -215,7 +222,7 @@ impl Form {
         }
         let text = read_text(field, MAX_PREFIX_FIELD).await?;
         self.note_text(name, &text);
-        self.prefix = Some(join_prefix(&self.root, &text)?);
+        self.prefix = Some(join_prefix(&self.daemon_root, &self.root, &text)?);
         Ok(())
     }
 
@@ -250,9 +257,9 @@ fn too_large(limit: u64) -> ApiError {
 }
 
 /// The key of a file part, or the per-file error that says why it has none. Keys in the
-/// daemon's reserved directory under `root` are refused.
+/// daemon's reserved directory under `daemon_root` are refused.
 fn derive_key(
-    root: &KeyPrefix,
+    daemon_root: &KeyPrefix,
     prefix: &KeyPrefix,
     filename: Option<&str>,
 ) -> Result<ObjectKey, FileError> {
@@ -260,14 +267,18 @@ fn derive_key(
     match filename {
         None | Some("") => Err(invalid("the file part has no filename".into())),
         Some(f) => match ObjectKey::derive(prefix, f) {
-            Ok(k) if is_reserved(root, k.as_str()) => Err(invalid(reserved_message(root))),
+            Ok(k) if is_reserved(daemon_root, k.as_str()) => {
+                Err(invalid(reserved_message(daemon_root)))
+            }
             Ok(k) => Ok(k),
             Err(e) => Err(invalid(format!("{e} [{}]", e.rule()))),
         },
     }
 }
 
-fn join_prefix(root: &KeyPrefix, p: &str) -> Result<KeyPrefix, ApiError> {
+/// The client's prefix `p` under the token's `root`, refused in the reserved directory under
+/// `daemon_root`.
+fn join_prefix(daemon_root: &KeyPrefix, root: &KeyPrefix, p: &str) -> Result<KeyPrefix, ApiError> {
     let invalid = |why: String| {
         ApiError::new(
             ProblemKind::InvalidPrefix,
@@ -275,7 +286,9 @@ fn join_prefix(root: &KeyPrefix, p: &str) -> Result<KeyPrefix, ApiError> {
         )
     };
     match root.join(p) {
-        Ok(joined) if is_reserved(root, joined.as_str()) => Err(invalid(reserved_message(root))),
+        Ok(joined) if is_reserved(daemon_root, joined.as_str()) => {
+            Err(invalid(reserved_message(daemon_root)))
+        }
         Ok(joined) => Ok(joined),
         Err(e) => Err(invalid(format!("{e} [{}]", e.rule()))),
     }

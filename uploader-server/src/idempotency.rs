@@ -48,8 +48,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default lease of a `running` record: a replica renews it every third of it while the
 /// request runs; one that stopped renewing (crashed) blocks the key this long at most.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-/// Bodies of stored responses are read up to this size (a batch of 1 000 results is far less).
-const MAX_STORED_BODY: usize = 16 << 20;
+/// Largest response body stored for replays (a batch of 1 000 results is far less); a larger
+/// one is sent to the client in full but not stored: the key is released.
+pub(crate) const MAX_STORED_BODY: usize = 16 << 20;
 
 /// How long records count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +146,7 @@ pub struct Scope(String);
 /// The scope of a request: its bearer token (as a SHA-256 digest, never the token), or
 /// `anonymous` when the daemon runs without authentication. The one place that decides it.
 pub fn idempotency_scope(auth: &Auth, authorization: Option<&[u8]>) -> Scope {
-    match authorization.and_then(|h| h.strip_prefix(b"Bearer ")) {
+    match crate::auth::bearer_token(authorization) {
         Some(token) if auth.enabled() => {
             let mut h = Sha256::new();
             h.update(b"uploader idempotency scope v1\0");
@@ -156,10 +157,16 @@ pub fn idempotency_scope(auth: &Auth, authorization: Option<&[u8]>) -> Scope {
     }
 }
 
-/// Whether `key` (a full key or a prefix) lies in the reserved directory under `root`.
+/// Whether `key` (a full key or a prefix) lies in the reserved directory under `root` (the
+/// daemon's root prefix, never a token's). The directory's name is compared ignoring ASCII
+/// case: on a case-insensitive backend `.UPLOADER/` is the same directory.
 pub fn is_reserved(root: &KeyPrefix, key: &str) -> bool {
     key.strip_prefix(root.as_str())
-        .and_then(|rel| rel.strip_prefix(RESERVED_DIR))
+        .and_then(|rel| {
+            let head = rel.get(..RESERVED_DIR.len())?;
+            head.eq_ignore_ascii_case(RESERVED_DIR)
+                .then(|| &rel[RESERVED_DIR.len()..])
+        })
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
@@ -450,10 +457,17 @@ impl Records {
                     () = tokio::time::sleep(every) => {}
                 }
                 // Renew only a record that is still ours (after a stall, another replica may
-                // have taken it over).
+                // have taken it over). A failed read says nothing: try again at the next tick
+                // (giving up would let the lease run out under a running request).
                 match records.read(&key).await {
                     Ok(Some(r)) if r.claim == claim && r.state == RecordState::Running => {}
-                    _ => return,
+                    Ok(_) => return,
+                    Err(_) => {
+                        tracing::warn!(
+                            "reading an idempotency claim to renew it failed; retrying at the next renewal"
+                        );
+                        continue;
+                    }
                 }
                 if token.is_cancelled() {
                     return;
@@ -516,29 +530,45 @@ impl Renewal {
 
 impl Claim {
     /// Stores `response` as the key's final response when the whole request was read
-    /// (`fingerprint` is `Some`) and the status is below 500; otherwise releases the key so a
-    /// retry runs again (a 5xx stored nothing: a 502 means no file was stored, a 503 that the
-    /// request was cut short). Returns the response unchanged.
+    /// (`fingerprint` is `Some`), the status is below 500 and not 429, and the body at most
+    /// [`MAX_STORED_BODY`]; otherwise releases the key so a retry runs again (a 5xx stored
+    /// nothing: a 502 means no file was stored, a 503 that the request was cut short; a 429
+    /// passes once the quota allows). Returns the response unchanged. Nothing is written when
+    /// the record is no longer this claim's (its lease ran out and another request took it).
     pub(crate) async fn finish(
         mut self,
         response: Response,
         fingerprint: Option<String>,
     ) -> Response {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.stop().await;
-        }
-        self.finished = true;
+        self.stop_renewal().await;
         let (parts, body) = response.into_parts();
-        let bytes = match axum::body::to_bytes(body, MAX_STORED_BODY).await {
+        // The body is in memory already (a JSON document the handler built): collected whole,
+        // it reaches the client whatever its size.
+        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
             Ok(b) => b,
+            // Only a body that fails to produce its own bytes (never one the handler builds).
             Err(e) => {
-                tracing::warn!("an upload response could not be stored for replays: {e}");
-                self.release().await;
+                tracing::warn!("an upload response could not be read to store it: {e}");
+                self.release_held().await;
                 return Response::from_parts(parts, HttpBody::empty());
             }
         };
+        let storable = !parts.status.is_server_error()
+            && parts.status != StatusCode::TOO_MANY_REQUESTS
+            && bytes.len() <= MAX_STORED_BODY;
+        if bytes.len() > MAX_STORED_BODY {
+            tracing::warn!(
+                bytes = bytes.len(),
+                "an upload response is too large to store for replays; the key is released"
+            );
+        }
         match fingerprint {
-            Some(fp) if !parts.status.is_server_error() => {
+            Some(_) if storable && !self.still_ours().await => {
+                tracing::warn!(
+                    "an idempotency claim was taken over before its request finished; its response is not stored"
+                );
+            }
+            Some(fp) if storable => {
                 let content_type = parts
                     .headers
                     .get(header::CONTENT_TYPE)
@@ -562,20 +592,59 @@ impl Claim {
                     tracing::warn!("storing the response of an idempotency key failed: {e}");
                 }
             }
-            _ => self.release().await,
+            _ => self.release_held().await,
         }
         Response::from_parts(parts, HttpBody::from(bytes))
     }
 
-    async fn release(&self) {
-        let key = self.object.as_str();
-        if let Err(e) = self
-            .records
-            .retried(|| self.records.store.delete_object(key))
-            .await
-        {
-            tracing::warn!("releasing an idempotency key failed: {e}");
+    /// Gives the key up without a response (e.g. the request was refused by a quota), so
+    /// that a retry runs.
+    pub(crate) async fn release(mut self) {
+        self.stop_renewal().await;
+        self.release_held().await;
+    }
+
+    async fn stop_renewal(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.stop().await;
         }
+        self.finished = true;
+    }
+
+    /// Deletes the record, if it is still this claim's.
+    async fn release_held(&self) {
+        release_if_ours(&self.records, &self.object, &self.record.claim).await;
+    }
+
+    /// Whether the record is still this claim's `running` one (see [`still_ours`]).
+    async fn still_ours(&self) -> bool {
+        still_ours(&self.records, &self.object, &self.record.claim).await
+    }
+}
+
+/// Whether the record at `object` is still the `running` one of `claim`. Read just before a
+/// write or a delete: the store has no conditional write on an ETag (`If-Match`) here, so a
+/// takeover between the read and the write is still possible, but only by a request that
+/// found the lease run out in that instant.
+async fn still_ours(records: &Records, object: &ObjectKey, claim: &str) -> bool {
+    match records.read(object).await {
+        Ok(Some(r)) => r.claim == claim && r.state == RecordState::Running,
+        Ok(None) => false,
+        // Unreadable now: go ahead (the write or delete fails too if the store is down).
+        Err(_) => true,
+    }
+}
+
+/// Deletes the record at `object` if it is still `claim`'s, so that a retry runs.
+async fn release_if_ours(records: &Records, object: &ObjectKey, claim: &str) {
+    if !still_ours(records, object, claim).await {
+        return;
+    }
+    if let Err(e) = records
+        .retried(|| records.store.delete_object(object.as_str()))
+        .await
+    {
+        tracing::warn!("releasing an idempotency key failed: {e}");
     }
 }
 
@@ -583,14 +652,13 @@ impl Drop for Claim {
     fn drop(&mut self) {
         if !self.finished {
             let (records, object) = (self.records.clone(), self.object.clone());
+            let claim = self.record.claim.clone();
             let renewal = self.renewal.take();
             tokio::spawn(async move {
                 if let Some(renewal) = renewal {
                     renewal.stop().await;
                 }
-                if let Err(e) = records.store.delete_object(object.as_str()).await {
-                    tracing::warn!("releasing an abandoned idempotency key failed: {e}");
-                }
+                release_if_ours(&records, &object, &claim).await;
             });
         }
     }

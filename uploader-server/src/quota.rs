@@ -111,8 +111,9 @@ impl Quota {
         Ok(())
     }
 
-    /// Charges `n` bytes, unless that would go over the byte quota.
-    pub fn charge(&self, rates: Rates, n: u64) -> Result<(), OverQuota> {
+    /// Charges `n` bytes, unless that would go over the byte quota; returns the start of the
+    /// window charged (the tag a [`Quota::refund`] needs).
+    pub fn charge(&self, rates: Rates, n: u64) -> Result<Instant, OverQuota> {
         let now = Instant::now();
         let mut w = self.window.lock().expect("never poisoned");
         w.roll(now);
@@ -123,13 +124,18 @@ impl Quota {
             return Err(w.over("bytes per minute", now));
         }
         w.bytes += n;
-        Ok(())
+        Ok(w.start)
     }
 
-    /// Gives back `n` bytes charged in this window (those of a file that was not stored).
-    pub fn refund(&self, n: u64) {
+    /// Gives back `n` bytes charged in the window that started at `window` (those of a file
+    /// that was not stored); nothing once that window has closed, since a new window never
+    /// held them.
+    pub fn refund(&self, window: Instant, n: u64) {
         let mut w = self.window.lock().expect("never poisoned");
-        w.bytes = w.bytes.saturating_sub(n);
+        w.roll(Instant::now());
+        if w.start == window {
+            w.bytes = w.bytes.saturating_sub(n);
+        }
     }
 }
 
@@ -160,17 +166,24 @@ pub(crate) fn metered<E: Send + 'static>(
     rates: Rates,
     over: Arc<Mutex<Option<OverQuota>>>,
 ) -> BoxStream<'static, Result<Bytes, MeterError<E>>> {
-    let mut charged = 0u64;
+    // What this file charged to the current window (a file may span two windows: only the
+    // current one's share is given back).
+    let mut charged: Option<(Instant, u64)> = None;
     data.map(move |r| {
         let bytes = r.map_err(MeterError::Body)?;
         let n = bytes.len() as u64;
         match quota.charge(rates, n) {
-            Ok(()) => {
-                charged += n;
+            Ok(start) => {
+                charged = match charged {
+                    Some((s, sum)) if s == start => Some((s, sum + n)),
+                    _ => Some((start, n)),
+                };
                 Ok(bytes)
             }
             Err(o) => {
-                quota.refund(std::mem::take(&mut charged));
+                if let Some((start, n)) = charged.take() {
+                    quota.refund(start, n);
+                }
                 *over.lock().expect("never poisoned") = Some(o);
                 Err(MeterError::Over(o))
             }
@@ -191,21 +204,85 @@ mod tests {
             bytes: Some(100),
         };
         assert_eq!(q.admit(rates, Some(60)), Ok(()));
-        assert_eq!(q.charge(rates, 60), Ok(()));
+        assert!(q.charge(rates, 60).is_ok());
         let over = q.admit(rates, Some(41)).unwrap_err();
         assert_eq!(over.what, "bytes per minute");
         assert!((1..=60).contains(&over.retry_after), "{over:?}");
         assert_eq!(q.admit(rates, None), Ok(()), "no declared length");
-        assert_eq!(q.charge(rates, 40), Ok(()), "exactly the quota");
+        let start = q.charge(rates, 40).expect("exactly the quota");
         assert!(q.charge(rates, 1).is_err());
-        q.refund(40);
-        assert_eq!(q.charge(rates, 40), Ok(()), "refunded bytes are free again");
+        q.refund(start, 40);
+        assert_eq!(
+            q.charge(rates, 40),
+            Ok(start),
+            "refunded bytes are free again"
+        );
         let over = q.admit(rates, None).unwrap_err();
         assert_eq!(over.what, "requests per minute");
         // A closed window: everything is free again.
         q.window.lock().unwrap().start = Instant::now() - WINDOW;
         assert_eq!(q.admit(rates, Some(100)), Ok(()));
         let unlimited = Rates::default();
-        assert_eq!(q.charge(unlimited, u64::MAX), Ok(()));
+        assert!(q.charge(unlimited, u64::MAX).is_ok());
+    }
+
+    /// A refund of bytes charged in a window that has closed gives nothing back to the new
+    /// window (it never held them), so a file spanning two windows cannot free quota it did
+    /// not use.
+    #[test]
+    fn a_refund_never_crosses_a_window_boundary() {
+        let q = Quota::default();
+        let rates = Rates {
+            requests: None,
+            bytes: Some(100),
+        };
+        let old = q.charge(rates, 70).unwrap();
+        // The window closes; the new one is charged 80 by another file.
+        q.window.lock().unwrap().start = Instant::now() - WINDOW;
+        let new = q.charge(rates, 80).unwrap();
+        assert_ne!(old, new);
+        q.refund(old, 70);
+        assert_eq!(
+            q.window.lock().unwrap().bytes,
+            80,
+            "the old window's refund is void"
+        );
+        assert!(
+            q.charge(rates, 21).is_err(),
+            "the new window is still charged 80"
+        );
+        q.refund(new, 30);
+        assert_eq!(q.window.lock().unwrap().bytes, 50);
+    }
+
+    /// A metered stream that spans two windows refunds only the current window's share when
+    /// it goes over.
+    #[tokio::test]
+    async fn a_metered_file_over_the_quota_refunds_only_the_current_windows_share() {
+        let q = Arc::new(Quota::default());
+        let rates = Rates {
+            requests: None,
+            bytes: Some(100),
+        };
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, ()>>();
+        let over = Arc::new(Mutex::new(None));
+        let mut s = metered(rx.boxed(), Arc::clone(&q), rates, Arc::clone(&over));
+        tx.unbounded_send(Ok(Bytes::from(vec![0; 60]))).unwrap();
+        assert!(s.next().await.unwrap().is_ok());
+        q.window.lock().unwrap().start = Instant::now() - WINDOW;
+        for _ in 0..2 {
+            tx.unbounded_send(Ok(Bytes::from(vec![0; 40]))).unwrap();
+            assert!(s.next().await.unwrap().is_ok());
+        }
+        // Another request of the token charges 10 in the new window: 90 in all.
+        q.charge(rates, 10).unwrap();
+        tx.unbounded_send(Ok(Bytes::from(vec![0; 20]))).unwrap();
+        assert!(matches!(s.next().await.unwrap(), Err(MeterError::Over(_))));
+        assert!(over.lock().unwrap().is_some());
+        assert_eq!(
+            q.window.lock().unwrap().bytes,
+            10,
+            "the 80 of this window are given back, the 60 of the closed one are not taken"
+        );
     }
 }

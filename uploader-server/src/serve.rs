@@ -106,8 +106,11 @@ pub const TOKENS_POLL: Duration = Duration::from_secs(2);
 /// Re-reads the scoped tokens file on every SIGHUP, and when its content changes (checked
 /// every [`TOKENS_POLL`]: a Kubernetes Secret or ConfigMap volume is updated without a signal,
 /// by swapping a symbolic link, which file-event watchers miss; reading a small file every two
-/// seconds costs nothing). A file that does not parse or cannot be read is logged and ignored:
-/// the tokens in force stay (never no authentication).
+/// seconds costs nothing). A change is re-read only once two polls in a row read the same
+/// content, so a poll that catches the file mid-write (truncated, half written) reloads
+/// nothing; SIGHUP re-reads at once (write the file by atomic rename, as Kubernetes does). A
+/// file that does not parse or cannot be read is logged and ignored: the tokens in force stay
+/// (never no authentication).
 async fn watch_tokens(state: AppState, path: PathBuf) {
     #[cfg(unix)]
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -127,6 +130,8 @@ async fn watch_tokens(state: AppState, path: PathBuf) {
         }
     };
     let mut last = content(&path).await;
+    // A changed content seen once, reloaded when the next poll reads it again.
+    let mut pending = None;
     loop {
         #[cfg(unix)]
         let hangup = async {
@@ -142,9 +147,17 @@ async fn watch_tokens(state: AppState, path: PathBuf) {
             () = tokio::time::sleep(TOKENS_POLL) => false,
         };
         let now = content(&path).await;
-        if !signalled && now == last {
-            continue;
+        if !signalled {
+            if now == last {
+                pending = None;
+                continue;
+            }
+            if pending.as_ref() != Some(&now) {
+                pending = Some(now);
+                continue;
+            }
         }
+        pending = None;
         let why = if signalled {
             "on SIGHUP"
         } else {

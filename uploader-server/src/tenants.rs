@@ -21,8 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use sha2::{Digest as _, Sha256};
-use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
 use uploader_core::KeyPrefix;
 use uploader_core::config::parse_size;
 
@@ -60,6 +58,8 @@ pub struct TokenEntry {
     /// Where its keys go, below the daemon's root prefix (root: the whole root).
     pub prefix: KeyPrefix,
     pub limits: TokenLimits,
+    /// Its 1-based line in the file.
+    pub line: usize,
 }
 
 /// A tokens file that cannot be used: the line and what is wrong with it.
@@ -71,10 +71,7 @@ pub struct TokensFileError {
     pub message: String,
 }
 
-/// The SHA-256 of a token.
-pub fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
+pub use crate::auth::digest;
 
 /// The line of the tokens file for `token`.
 pub fn line_for(id: &str, token: &str, prefix: &KeyPrefix) -> String {
@@ -112,7 +109,9 @@ pub fn check_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a `prefix=` value: `/` is the daemon's whole root, anything else a key prefix.
+/// Parses a `prefix=` value: `/` is the daemon's whole root, anything else a key prefix; one
+/// in the daemon's reserved directory (`.uploader/`, any case) is refused, since its tokens
+/// could write the daemon's own records.
 pub fn parse_prefix(value: &str) -> Result<KeyPrefix, String> {
     if value == "/" {
         return Ok(KeyPrefix::root());
@@ -120,7 +119,15 @@ pub fn parse_prefix(value: &str) -> Result<KeyPrefix, String> {
     if value.is_empty() {
         return Err("empty prefix: write prefix=/ for the whole root".into());
     }
-    KeyPrefix::new(value).map_err(|e| format!("invalid prefix {value:?}: {e} [{}]", e.rule()))
+    let prefix = KeyPrefix::new(value)
+        .map_err(|e| format!("invalid prefix {value:?}: {e} [{}]", e.rule()))?;
+    if crate::idempotency::is_reserved(&KeyPrefix::root(), prefix.as_str()) {
+        return Err(format!(
+            "invalid prefix {value:?}: {}",
+            crate::idempotency::reserved_message(&KeyPrefix::root())
+        ));
+    }
+    Ok(prefix)
 }
 
 /// Parses the text of a tokens file.
@@ -135,7 +142,8 @@ pub fn parse(text: &str) -> Result<Vec<TokenEntry>, TokensFileError> {
         if content.is_empty() || content.starts_with('#') {
             continue;
         }
-        let entry = parse_line(content).map_err(fail)?;
+        let mut entry = parse_line(content).map_err(fail)?;
+        entry.line = line;
         if let Some(first) = ids.insert(entry.id.clone(), line) {
             return Err(fail(format!(
                 "duplicate id {:?} (first on line {first})",
@@ -206,6 +214,7 @@ fn parse_line(line: &str) -> Result<TokenEntry, String> {
         digest,
         prefix,
         limits,
+        line: 0,
     })
 }
 
@@ -299,6 +308,8 @@ struct Scoped {
 /// The upload tokens: plain and scoped.
 pub struct Auth {
     plain: Vec<[u8; 32]>,
+    /// The admin tokens' digests: no scoped token may be one (checked on every reload).
+    admin: Vec<[u8; 32]>,
     plain_tenant: Arc<Tenant>,
     anonymous: Arc<Tenant>,
     file: Option<PathBuf>,
@@ -317,6 +328,7 @@ impl Auth {
     pub fn new(plain: &[String]) -> Auth {
         Auth {
             plain: plain.iter().map(|t| digest(t.as_bytes())).collect(),
+            admin: Vec::new(),
             plain_tenant: Tenant::unconfined(PLAIN_ID),
             anonymous: Tenant::unconfined(ANONYMOUS_ID),
             file: None,
@@ -325,9 +337,15 @@ impl Auth {
     }
 
     /// Plain tokens and the scoped tokens of `file`, read now. With a file, authentication is
-    /// on even if it lists no token.
-    pub fn with_file(plain: &[String], file: &Path) -> Result<Auth, TokensFileError> {
+    /// on even if it lists no token. A scoped token that is also a plain token or one of
+    /// `admin` is an error, now and on every reload.
+    pub fn with_file(
+        plain: &[String],
+        admin: &[String],
+        file: &Path,
+    ) -> Result<Auth, TokensFileError> {
         let mut auth = Auth::new(plain);
+        auth.admin = admin.iter().map(|t| digest(t.as_bytes())).collect();
         auth.file = Some(file.to_owned());
         auth.reload()?;
         Ok(auth)
@@ -344,13 +362,6 @@ impl Auth {
         scoped.tenants.iter().map(|t| t.id.clone()).collect()
     }
 
-    /// Whether `token` (a plain one, e.g. an admin token) is also a scoped token.
-    pub fn has_scoped(&self, token: &str) -> bool {
-        let d = digest(token.as_bytes());
-        let scoped = self.scoped.read().expect("never poisoned");
-        scoped.digests.contains(&d)
-    }
-
     /// Re-reads the file; on error the tokens in force stay. Quota counters are kept for the
     /// ids that stay. Returns how many scoped tokens are now in force.
     pub fn reload(&self) -> Result<usize, TokensFileError> {
@@ -362,6 +373,18 @@ impl Auth {
             message: format!("cannot read it: {e}"),
         })?;
         let entries = parse(&text)?;
+        for e in &entries {
+            let clash = |what: &str| TokensFileError {
+                line: e.line,
+                message: format!("this token is also {what}: one token, one role"),
+            };
+            if self.plain.contains(&e.digest) {
+                return Err(clash("a plain upload token (--tokens, --token-file)"));
+            }
+            if self.admin.contains(&e.digest) {
+                return Err(clash("an admin token (--admin-tokens)"));
+            }
+        }
         let mut scoped = self.scoped.write().expect("never poisoned");
         let old: HashMap<&str, &Arc<Quota>> = scoped
             .tenants
@@ -397,21 +420,15 @@ impl Auth {
         if !self.enabled() {
             return Some(Arc::clone(&self.anonymous));
         }
-        let token = header.and_then(|h| h.strip_prefix(b"Bearer "))?;
-        let got = digest(token);
+        let got = digest(crate::auth::bearer_token(header)?);
         let scoped = Arc::clone(&self.scoped.read().expect("never poisoned"));
-        // 0: none; 1: plain; 2 + i: scoped token i.
-        let mut found = 0u32;
-        for d in &self.plain {
-            found.conditional_assign(&1, d.ct_eq(&got));
-        }
-        for (i, d) in scoped.digests.iter().enumerate() {
-            found.conditional_assign(&(2 + i as u32), d.ct_eq(&got));
-        }
-        match found {
-            0 => None,
-            1 => Some(Arc::clone(&self.plain_tenant)),
-            n => Some(Arc::clone(&scoped.tenants[n as usize - 2])),
+        // Both lists are scanned whole, whatever matched.
+        let plain = crate::auth::position(&self.plain, &got);
+        let scoped_at = crate::auth::position(&scoped.digests, &got);
+        match (plain, scoped_at) {
+            (Some(_), _) => Some(Arc::clone(&self.plain_tenant)),
+            (None, Some(i)) => Some(Arc::clone(&scoped.tenants[i])),
+            (None, None) => None,
         }
     }
 }
@@ -497,6 +514,14 @@ mod tests {
             ),
             (format!("b {H2} prefix=b/ max_request_size"), "NAME=VALUE"),
             (format!("plain {H2} prefix=b/"), "reserved"),
+            (
+                format!("b {H2} prefix=.uploader/"),
+                ".uploader/ is reserved",
+            ),
+            (
+                format!("b {H2} prefix=.UPLOADER/idempotency/"),
+                ".uploader/ is reserved",
+            ),
             (format!("anonymous {H2} prefix=b/"), "reserved"),
             (format!("-b {H2} prefix=b/"), "invalid id"),
             (format!("b/c {H2} prefix=b/"), "invalid id"),
@@ -515,7 +540,7 @@ mod tests {
         let file = dir.path().join("tokens");
         let (t1, t2) = ("first-token-0123456789", "second-token-0123456789");
         std::fs::write(&file, line_for("one", t1, &KeyPrefix::new("one").unwrap())).unwrap();
-        let auth = Auth::with_file(&["plain-token-0123456789".into()], &file).unwrap();
+        let auth = Auth::with_file(&["plain-token-0123456789".into()], &[], &file).unwrap();
         let id = |t: &str| {
             auth.identify(Some(format!("Bearer {t}").as_bytes()))
                 .map(|i| i.id().to_owned())
@@ -533,7 +558,7 @@ mod tests {
         );
 
         // A bad file keeps the tokens in force; so does one that cannot be read.
-        let gone = Auth::with_file(&[], &dir.path().join("missing")).unwrap_err();
+        let gone = Auth::with_file(&[], &[], &dir.path().join("missing")).unwrap_err();
         assert!(gone.to_string().starts_with("cannot read it: "), "{gone}");
         std::fs::write(&file, "one sha256:nothex prefix=one/\n").unwrap();
         assert_eq!(auth.reload().unwrap_err().line, 1);
@@ -556,9 +581,24 @@ mod tests {
         assert!(Arc::ptr_eq(&quota, again.quota()));
         assert_eq!(auth.ids(), ["one", "two"]);
 
+        // A scoped token that is also a plain or an admin token is refused on reload (the
+        // tokens in force stay) and at start-up, naming its line.
+        let clash = format!(
+            "# roles\n{}\n",
+            line_for("p", "plain-token-0123456789", &KeyPrefix::root())
+        );
+        std::fs::write(&file, &clash).unwrap();
+        let err = auth.reload().unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.message.contains("also a plain upload token"), "{err}");
+        assert_eq!(id(t2).as_deref(), Some("one"), "the tokens in force stay");
+        let admin = ["plain-token-0123456789".to_owned()];
+        let err = Auth::with_file(&[], &admin, &file).unwrap_err();
+        assert!(err.message.contains("also an admin token"), "{err}");
+
         // A file with no token: authentication stays on.
         std::fs::write(&file, "# nobody\n").unwrap();
-        let empty = Auth::with_file(&[], &file).unwrap();
+        let empty = Auth::with_file(&[], &[], &file).unwrap();
         assert!(empty.enabled());
         assert!(empty.identify(None).is_none());
         assert_eq!(Auth::new(&[]).identify(None).unwrap().id(), ANONYMOUS_ID);

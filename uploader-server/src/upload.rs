@@ -91,7 +91,8 @@ pub(crate) struct UploadForm {
             content_type = "application/problem+json"),
         (status = 415, description = "not multipart/form-data", body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = "over the token's requests or bytes per minute; see \
+        (status = 429, description = "over the token's requests or bytes per minute (a replay \
+            and a 409 are not charged; a 429 is never stored for an Idempotency-Key); see \
             Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "overloaded, shutting down, or the idempotency record \
             unreachable; see Retry-After", body = Problem,
@@ -120,16 +121,26 @@ pub async fn handler(
     let key = IdempotencyKey::from_headers(req.headers())?;
     let auth = req.headers().get(header::AUTHORIZATION).cloned();
     let (prefix, skip) = (query.prefix.as_deref(), query.skip_existing.as_deref());
-    let mut form = Form::open(&root, &limits, req, prefix, skip)?;
-    // Quotas first: a repeat is a request too, and its body is read.
-    who.admit(form.declared)?;
+    let mut form = Form::open(&state.root_prefix, &root, &limits, req, prefix, skip)?;
+    // The quotas count requests that are processed: without a key, or once the key is
+    // claimed. A 409 and a replay upload nothing and are not charged; a 429 releases the claim
+    // (it is never stored as the key's response), so a retry after Retry-After runs.
     let claim = match key {
-        None => None,
+        None => {
+            who.admit(form.declared)?;
+            None
+        }
         Some(key) => {
             let scope = idempotency_scope(&state.auth, auth.as_ref().map(|v| v.as_bytes()));
             form.fingerprint_with(Fingerprint::new(prefix, skip));
             match state.records.begin(&scope, &key).await? {
-                Begin::Claimed(claim) => Some(claim),
+                Begin::Claimed(claim) => {
+                    if let Err(e) = who.admit(form.declared) {
+                        claim.release().await;
+                        return Err(e);
+                    }
+                    Some(claim)
+                }
                 Begin::Running => {
                     return Err(ApiError::new(
                         ProblemKind::IdempotencyKeyInUse,
@@ -189,7 +200,8 @@ async fn run_batch(
 }
 
 /// Hands every file part to core, in order, each charged to the token's byte quota as it
-/// streams; stops at the first request-level failure.
+/// streams (a refused part's bytes too: they were received); stops at the first request-level
+/// failure.
 async fn read_files(
     state: &AppState,
     who: &Identity,
@@ -198,38 +210,46 @@ async fn read_files(
     batch: &mut Batch,
 ) -> Result<(), ApiError> {
     let over = Arc::new(Mutex::new(None));
+    let meter = |data| {
+        crate::quota::metered(
+            data,
+            Arc::clone(who.quota()),
+            who.limits().rates,
+            Arc::clone(&over),
+        )
+    };
     while let Some(FilePart {
         filename,
         key,
         data,
     }) = form.next_file().await?
     {
-        let key = match key {
+        let refused = match key {
             Ok(k) if !batch.claim(&k) => {
                 let error = FileError::new(
                     ErrorCode::DuplicateKey,
                     "an earlier file of this request has the same key",
                     false,
                 );
-                batch.refuse(filename, Some(k.into_string()), error);
-                form.discard(data).await;
-                continue;
+                Err((Some(k.into_string()), error))
             }
+            Ok(k) => Ok(k),
+            Err(error) => Err((None, error)),
+        };
+        let key = match refused {
             Ok(k) => k,
-            Err(error) => {
-                batch.refuse(filename, None, error);
-                form.discard(data).await;
+            Err((key, error)) => {
+                batch.refuse(filename, key, error);
+                form.discard(meter(data)).await;
+                if let Some(o) = over.lock().expect("never poisoned").take() {
+                    return Err(who.refused(o));
+                }
                 continue;
             }
         };
         let max = Some(limits.max_file_size);
         let skip = form.skip.or(state.uploader.config().skip_existing);
-        let data = crate::quota::metered(
-            data,
-            Arc::clone(who.quota()),
-            who.limits().rates,
-            Arc::clone(&over),
-        );
+        let data = meter(data);
         let upload = state
             .uploader
             .upload_stream_skipping(batch.len(), key.clone(), data, max, &state.shutdown, skip)
