@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uploader_core::limit::{parse_rate, parse_request_rate};
 
-use crate::model::{LimitsBody, Problem};
+use crate::model::LimitsBody;
+use crate::problem::Problem;
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 

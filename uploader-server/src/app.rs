@@ -1,14 +1,15 @@
 //! The router and the cross-cutting layers: request ids, the access log, CORS and security
 //! headers are tower-http layers; HTTP metrics, authentication and load shedding are the
-//! middleware of this module; and the small handlers (health, readiness, metrics, OpenAPI).
+//! middleware of this module. The small handlers (health, readiness, metrics) are
+//! [`crate::probes`], the OpenAPI document's [`crate::openapi`].
 //! The shared state is [`crate::state`]; uploads are [`crate::upload`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,12 +19,8 @@ use tower_http::set_header::{SetRequestHeaderLayer, SetResponseHeaderLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::access::{self, REQUEST_ID};
-use crate::model::{Health, Readiness};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::{AppState, Slot};
-
-/// How long a readiness verdict is reused.
-const READY_CACHE: Duration = Duration::from_secs(5);
 
 /// The policy of every response that sets none (the JSON API loads nothing; the upload page
 /// sets its own).
@@ -43,10 +40,10 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(uploads)
         .merge(admin)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(crate::probes::healthz))
+        .route("/readyz", get(crate::probes::readyz))
+        .route("/metrics", get(crate::probes::metrics))
+        .route("/openapi.json", get(crate::openapi::handler))
         .route("/problems/{code}", get(crate::problem::explain));
     if state.ui {
         router = router.route("/", get(crate::ui::page));
@@ -159,80 +156,4 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
     req.extensions_mut().insert(Slot::new(permit));
     req.extensions_mut().insert(identity);
     next.run(req).await
-}
-
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", summary = "liveness",
-    responses((status = 200, description = "alive", body = Health)))]
-pub(crate) async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health {
-        status: "ok".into(),
-    })
-}
-
-/// Ready when the bucket is reachable with valid credentials (checked at most every 5 s).
-#[utoipa::path(get, path = "/readyz", summary = "bucket reachable with valid credentials",
-    responses(
-        (status = 200, description = "ready", body = Readiness),
-        (status = 503, description = "not ready", body = Readiness),
-    ))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    let verdict = {
-        let cached = state.ready.lock().unwrap().clone();
-        match cached {
-            Some((at, v)) if at.elapsed() < READY_CACHE => v,
-            _ => {
-                let v = match &state.s3 {
-                    None => Ok(()),
-                    Some(s3) => uploader_core::validate::check(s3, &state.root_prefix, false)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                };
-                *state.ready.lock().unwrap() = Some((Instant::now(), v.clone()));
-                v
-            }
-        }
-    };
-    let (status, body) = match verdict {
-        Ok(()) => (
-            StatusCode::OK,
-            Readiness {
-                ready: true,
-                reason: None,
-            },
-        ),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Readiness {
-                ready: false,
-                reason: Some(reason),
-            },
-        ),
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics",
-    responses((status = 200, description = "text exposition format", content_type = "text/plain", body = String)))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let budget = state.uploader.budget();
-    metrics::gauge!("uploader_in_flight_requests").set(budget.in_flight() as f64);
-    metrics::gauge!("uploader_concurrency_limit").set(budget.limit() as f64);
-    metrics::gauge!("uploader_concurrency_peak").set(budget.peak_limit() as f64);
-    let body = state.metrics.render();
-    let mut resp = body.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    resp
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", summary = "this document",
-    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
-pub(crate) async fn openapi() -> impl IntoResponse {
-    axum::Json(crate::openapi::document())
 }

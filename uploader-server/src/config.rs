@@ -147,19 +147,6 @@ impl ServerConfig {
         if self.no_auth { &[] } else { &self.tokens }
     }
 
-    /// The upload tokens: the plain ones and those of the scoped tokens file (read now); none
-    /// with `no_auth`. A scoped token that is also a plain or an admin token is refused
-    /// (naming its line; on reloads too).
-    pub fn auth(&self) -> anyhow::Result<crate::tenants::Auth> {
-        use anyhow::Context as _;
-        let plain = self.auth_tokens();
-        let Some(file) = self.scoped_tokens.as_ref().filter(|_| !self.no_auth) else {
-            return Ok(crate::tenants::Auth::new(plain));
-        };
-        crate::tenants::Auth::with_file(plain, &self.admin_tokens, file)
-            .with_context(|| format!("--scoped-tokens {}", file.display()))
-    }
-
     /// Checks the settings together (the upload settings included).
     pub fn validate(&self) -> Result<(), ServerConfigError> {
         if self

@@ -15,8 +15,8 @@ use uploader_core::{ErrorCode, FileError, KeyPrefix, ObjectKey, SkipMode};
 use crate::body::{BodyFailure, idle_guarded};
 use crate::config::Limits;
 use crate::idempotency::fingerprint::Fingerprint;
-use crate::idempotency::{is_reserved, reserved_message};
 use crate::problem::{ApiError, ProblemKind};
+use crate::reserved::{is_reserved, reserved_message};
 
 /// Field names that carry files (any part with a filename is a file, whatever its name).
 const FILE_FIELDS: &[&str] = &["file", "files", "files[]"];

@@ -15,6 +15,8 @@
 
 pub(crate) mod fingerprint;
 
+pub use crate::reserved::{RESERVED_DIR, is_reserved, reserved_message};
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,9 +40,6 @@ use crate::tenants::Auth;
 pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 /// The response header of a replayed response.
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-/// The directory, under the root prefix, that uploads cannot write (the records are in its
-/// `idempotency/`).
-pub const RESERVED_DIR: &str = ".uploader";
 /// Longest accepted key, in characters.
 pub const MAX_KEY_LEN: usize = 255;
 /// Default time a final response is kept for replays.
@@ -155,27 +154,6 @@ pub fn idempotency_scope(auth: &Auth, authorization: Option<&[u8]>) -> Scope {
         }
         _ => Scope("anonymous".into()),
     }
-}
-
-/// Whether `key` (a full key or a prefix) lies in the reserved directory under `root` (the
-/// daemon's root prefix, never a token's). The directory's name is compared ignoring ASCII
-/// case: on a case-insensitive backend `.UPLOADER/` is the same directory.
-pub fn is_reserved(root: &KeyPrefix, key: &str) -> bool {
-    key.strip_prefix(root.as_str())
-        .and_then(|rel| {
-            let head = rel.get(..RESERVED_DIR.len())?;
-            head.eq_ignore_ascii_case(RESERVED_DIR)
-                .then(|| &rel[RESERVED_DIR.len()..])
-        })
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// What a refusal to write under the reserved directory says.
-pub fn reserved_message(root: &KeyPrefix) -> String {
-    format!(
-        "{}{RESERVED_DIR}/ is reserved for the daemon's own records",
-        root.as_str()
-    )
 }
 
 /// One record, as stored (JSON).

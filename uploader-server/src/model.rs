@@ -1,14 +1,12 @@
 //! The JSON bodies the daemon sends, as types: the handlers serialize these and the OpenAPI
-//! document (`/openapi.json`, [`crate::openapi`]) derives its schemas from them (utoipa), so
+//! document (`/openapi.json`, openapi.rs) derives its schemas from them (utoipa), so
 //! the document cannot describe a body the handlers do not send.
 
 use serde::Serialize;
 use uploader_core::ErrorCode;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::{RefOr, SchemaFormat};
-
-use crate::problem::ProblemKind;
 
 /// The answer to a batch (201, 207, and 422 or 502 when every file failed).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -99,28 +97,6 @@ pub struct FileErrorBody {
     pub retryable: bool,
 }
 
-/// An RFC 9457 problem document (`application/problem+json`): a request-level error.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Problem {
-    /// `/problems/{code}`, relative to the daemon, which serves it.
-    #[serde(rename = "type")]
-    #[schema(schema_with = problem_type)]
-    pub type_uri: String,
-    /// The stable name of the problem.
-    #[schema(schema_with = problem_codes)]
-    pub code: ProblemKind,
-    /// The status's reason phrase.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// For a person.
-    pub detail: String,
-    /// The files handled before the request failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub results: Option<Vec<FileResult>>,
-}
-
 /// The rate limits in force (`GET`/`PUT /v1/limits`); `null`: none.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -153,7 +129,8 @@ pub struct Readiness {
     pub reason: Option<String>,
 }
 
-fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> ObjectBuilder {
+/// A string schema of `values` (also for the problem codes, in problem.rs).
+pub(crate) fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
         .enum_values(Some(values))
@@ -162,21 +139,4 @@ fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> ObjectBuilder {
 /// Every per-file error code.
 fn error_codes() -> impl Into<RefOr<Schema>> {
     string_enum(ErrorCode::ALL.iter().map(|c| c.as_str()))
-}
-
-/// Every problem code.
-fn problem_codes() -> impl Into<RefOr<Schema>> {
-    string_enum(ProblemKind::ALL.iter().map(|k| k.as_str()))
-        .description(Some("stable name of the problem"))
-}
-
-/// `/problems/{code}`.
-fn problem_type() -> impl Into<RefOr<Schema>> {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Type(Type::String))
-        .format(Some(SchemaFormat::Custom("uri-reference".into())))
-        .pattern(Some("^/problems/[a-z_]+$"))
-        .description(Some(
-            "/problems/{code}, relative to the daemon, which serves it",
-        ))
 }

@@ -5,9 +5,8 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::model::{
-    BatchBody, FileErrorBody, FileResult, Health, LimitsBody, Problem, Readiness, Summary,
-};
+use crate::model::{BatchBody, FileErrorBody, FileResult, Health, LimitsBody, Readiness, Summary};
+use crate::problem::Problem;
 
 /// The document.
 #[derive(OpenApi)]
@@ -17,10 +16,10 @@ use crate::model::{
         crate::upload::handler,
         crate::admin::get,
         crate::admin::put,
-        crate::app::healthz,
-        crate::app::readyz,
-        crate::app::metrics,
-        crate::app::openapi,
+        crate::probes::healthz,
+        crate::probes::readyz,
+        crate::probes::metrics,
+        crate::openapi::handler,
         crate::ui::page,
         crate::problem::explain,
     ),
@@ -54,6 +53,13 @@ impl Modify for Bearer {
 /// The OpenAPI document.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", summary = "this document",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+pub(crate) async fn handler() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(document())
 }
 
 #[cfg(test)]

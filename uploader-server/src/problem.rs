@@ -7,8 +7,12 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{RefOr, SchemaFormat};
 
-use crate::model::{FileResult, Problem};
+use crate::model::{FileResult, string_enum};
 
 /// What went wrong with a request as a whole; the `code` and the last segment of the problem
 /// `type`.
@@ -144,6 +148,15 @@ impl ProblemKind {
                 "The client sent nothing for the daemon's --body-idle-timeout; the request \
                  was cut off and its unfinished uploads aborted."
             }
+            other => other.service_explanation(),
+        }
+    }
+
+    /// [`ProblemKind::explanation`] of the kinds about the daemon's policies and state (the
+    /// others are about the request itself); every kind has its own (a unit test checks).
+    fn service_explanation(self) -> &'static str {
+        use ProblemKind as K;
+        match self {
             K::Unauthorized => {
                 "A valid `Authorization: Bearer <token>` header is required. The token is \
                  never logged."
@@ -187,6 +200,7 @@ impl ProblemKind {
                 "The daemon could not read or write the idempotency record in the bucket. \
                  Nothing was uploaded; retry with the same key."
             }
+            _ => "",
         }
     }
 
@@ -370,6 +384,45 @@ pub async fn explain(axum::extract::Path(code): axum::extract::Path<String>) -> 
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
+/// An RFC 9457 problem document (`application/problem+json`): a request-level error.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    /// `/problems/{code}`, relative to the daemon, which serves it.
+    #[serde(rename = "type")]
+    #[schema(schema_with = problem_type)]
+    pub type_uri: String,
+    /// The stable name of the problem.
+    #[schema(schema_with = problem_codes)]
+    pub code: ProblemKind,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// For a person.
+    pub detail: String,
+    /// The files handled before the request failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<FileResult>>,
+}
+
+/// Every problem code.
+fn problem_codes() -> impl Into<RefOr<Schema>> {
+    string_enum(ProblemKind::ALL.iter().map(|k| k.as_str()))
+        .description(Some("stable name of the problem"))
+}
+
+/// `/problems/{code}`.
+fn problem_type() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .format(Some(SchemaFormat::Custom("uri-reference".into())))
+        .pattern(Some("^/problems/[a-z_]+$"))
+        .description(Some(
+            "/problems/{code}, relative to the daemon, which serves it",
+        ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +437,14 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), ProblemKind::ALL.len());
+        let mut texts: Vec<_> = ProblemKind::ALL.iter().map(|k| k.explanation()).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(
+            texts.len(),
+            ProblemKind::ALL.len(),
+            "every kind has its own"
+        );
         assert_eq!(ProblemKind::from_code("nope"), None);
     }
 }

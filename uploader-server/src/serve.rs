@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// they get their per-file results); exit once every request has answered.
 pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
-    let auth = config.auth()?;
+    let auth = crate::tenants::Auth::from_config(&config)?;
     let conn = Connection::open(&config.connect, &config.bucket).await?;
     let store = conn.store();
     validate::check(store, &config.root_prefix, false)

@@ -121,10 +121,10 @@ pub fn parse_prefix(value: &str) -> Result<KeyPrefix, String> {
     }
     let prefix = KeyPrefix::new(value)
         .map_err(|e| format!("invalid prefix {value:?}: {e} [{}]", e.rule()))?;
-    if crate::idempotency::is_reserved(&KeyPrefix::root(), prefix.as_str()) {
+    if crate::reserved::is_reserved(&KeyPrefix::root(), prefix.as_str()) {
         return Err(format!(
             "invalid prefix {value:?}: {}",
-            crate::idempotency::reserved_message(&KeyPrefix::root())
+            crate::reserved::reserved_message(&KeyPrefix::root())
         ));
     }
     Ok(prefix)
@@ -324,6 +324,19 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
+    /// The upload tokens of `config`: the plain ones and those of the scoped tokens file (read
+    /// now); none with `no_auth`. A scoped token that is also a plain or an admin token is
+    /// refused (naming its line; on reloads too).
+    pub fn from_config(config: &crate::config::ServerConfig) -> anyhow::Result<Auth> {
+        use anyhow::Context as _;
+        let plain = config.auth_tokens();
+        let Some(file) = config.scoped_tokens.as_ref().filter(|_| !config.no_auth) else {
+            return Ok(Auth::new(plain));
+        };
+        Auth::with_file(plain, &config.admin_tokens, file)
+            .with_context(|| format!("--scoped-tokens {}", file.display()))
+    }
+
     /// Plain tokens only (none: no authentication).
     pub fn new(plain: &[String]) -> Auth {
         Auth {

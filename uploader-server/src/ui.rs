@@ -44,7 +44,7 @@ pub static CSP: LazyLock<String> = LazyLock::new(|| {
 #[utoipa::path(get, path = "/", summary = "the upload page (with --ui; 404 without)",
     responses(
         (status = 200, description = "a self-contained HTML page", content_type = "text/html", body = String),
-        (status = 404, description = "the daemon runs without --ui", body = crate::model::Problem,
+        (status = 404, description = "the daemon runs without --ui", body = crate::problem::Problem,
             content_type = "application/problem+json"),
     ))]
 pub async fn page() -> Response {

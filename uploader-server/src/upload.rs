@@ -18,7 +18,8 @@ use tower_http::request_id::RequestId;
 use uploader_core::{ErrorCode, FileError, StreamEnd};
 
 use crate::access::AccessStats;
-use crate::model::{BatchBody, Problem};
+use crate::model::BatchBody;
+use crate::problem::Problem;
 
 use crate::batch::Batch;
 use crate::config::Limits;
