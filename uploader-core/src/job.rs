@@ -11,10 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checksum::cache::ChecksumCache;
 use crate::config::UploadConfig;
-use crate::journal::JournalWriter;
+use crate::journal::{JournalWriter, Resume};
 use crate::limit::RateLimits;
-use crate::report::{Event, FileOutcome, FileReport};
-use crate::resume::{Resume, ResumeCounters};
+use crate::report::{Event, FileOutcome, FileReport, ResumeCounters};
 use crate::schedule::Budget;
 use crate::store::ObjectStore;
 use crate::sync::SyncState;

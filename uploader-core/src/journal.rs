@@ -179,6 +179,19 @@ pub(crate) enum Record {
     End { ok: bool },
 }
 
+impl Record {
+    /// The key a record is about (`None` for the header and the end).
+    fn key(&self) -> Option<&str> {
+        match self {
+            Record::Done { key, .. }
+            | Record::Upload { key, .. }
+            | Record::Part { key, .. }
+            | Record::Aborted { key, .. } => Some(key.as_str()),
+            Record::Job { .. } | Record::End { .. } => None,
+        }
+    }
+}
+
 /// An mtime in ns as recorded (one out of i64's range never matches a file again).
 fn ns64(ns: i128) -> i64 {
     i64::try_from(ns).unwrap_or(i64::MIN)
@@ -192,6 +205,16 @@ fn checksum_text(c: &Checksum) -> String {
 fn parse_checksum(s: &str) -> Option<Checksum> {
     let (alg, value) = s.split_once(':')?;
     Checksum::from_base64(alg.parse().ok()?, value)
+}
+
+/// What a resumed job may take from its earlier runs (how each piece is verified before it is
+/// trusted is `resume`'s).
+#[derive(Debug)]
+pub(crate) enum Resume {
+    /// The journal's records.
+    Journal(Box<JobState>),
+    /// No journal: pending uploads are looked for with ListMultipartUploads.
+    Fallback,
 }
 
 /// A file the journal says is stored.
@@ -320,43 +343,18 @@ pub fn read(
         Err(e) => return Err(io(e)),
     };
     let mut lines = Lines::new(std::io::BufReader::new(file));
-    let not_a_journal = || JournalError::NotAJournal {
-        path: path.to_owned(),
+    let Some(job) = read_header(&mut lines, path, expected)? else {
+        return Ok(None);
     };
-    let header = match lines.next_line().map_err(io)? {
-        Some(Line::Whole(l)) => serde_json::from_slice::<Record>(&l).ok(),
-        // Empty, or the header cut short: a crash right after the file was created.
-        None | Some(Line::Cut) => return Ok(None),
-        Some(Line::TooLong) => None,
-    };
-    let Some(Record::Job(job)) = header else {
-        return Err(not_a_journal());
-    };
-    if job.format != FORMAT || job.v != VERSION {
-        return Err(not_a_journal());
-    }
-    if let Some(expected) = expected
-        && expected != job.id
-    {
-        return Err(JournalError::OtherJob {
-            path: path.to_owned(),
-            found: job.id,
-            expected: expected.to_owned(),
-        });
-    }
     let mut state = JobState {
         job,
         ..JobState::default()
     };
-    // A key counts only when it is one the key rules could have made under the prefix.
     let own_prefix = KeyPrefix::new(&state.job.prefix).ok();
     let Some(dest) = prefix.or(own_prefix.as_ref()).cloned() else {
-        return Err(not_a_journal());
-    };
-    let within = |key: &str| {
-        key.strip_prefix(dest.as_str())
-            .and_then(|rel| ObjectKey::derive(&dest, rel).ok())
-            .is_some_and(|k| k.as_str() == key)
+        return Err(JournalError::NotAJournal {
+            path: path.to_owned(),
+        });
     };
     let mut n = 1usize;
     while let Some(line) = lines.next_line().map_err(io)? {
@@ -380,15 +378,8 @@ pub fn read(
                 break;
             }
         };
-        let key = match &record {
-            Record::Done { key, .. }
-            | Record::Upload { key, .. }
-            | Record::Part { key, .. }
-            | Record::Aborted { key, .. } => Some(key.as_str()),
-            Record::Job { .. } | Record::End { .. } => None,
-        };
-        if let Some(k) = key
-            && !within(k)
+        if let Some(k) = record.key()
+            && !within(&dest, k)
         {
             warn!(path = %path.display(), line = n, "ignoring a journal record for a key outside the job's destination");
             state.ignored += 1;
@@ -400,6 +391,53 @@ pub fn read(
         }
     }
     Ok(Some(state))
+}
+
+/// The header of the journal `lines` begin with, when the file is this job's journal: `None`
+/// when the file is empty or its header was cut short (a crash right after it was created, so
+/// no journal); an error when the first line is not a journal header of this format and version,
+/// or (with `expected`) is another job's.
+fn read_header(
+    lines: &mut Lines<impl std::io::BufRead>,
+    path: &Path,
+    expected: Option<&str>,
+) -> Result<Option<JobHeader>, JournalError> {
+    let not_a_journal = || JournalError::NotAJournal {
+        path: path.to_owned(),
+    };
+    let first = lines.next_line().map_err(|source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let header = match first {
+        Some(Line::Whole(l)) => serde_json::from_slice::<Record>(&l).ok(),
+        None | Some(Line::Cut) => return Ok(None),
+        Some(Line::TooLong) => None,
+    };
+    let Some(Record::Job(job)) = header else {
+        return Err(not_a_journal());
+    };
+    if job.format != FORMAT || job.v != VERSION {
+        return Err(not_a_journal());
+    }
+    if let Some(expected) = expected
+        && expected != job.id
+    {
+        return Err(JournalError::OtherJob {
+            path: path.to_owned(),
+            found: job.id,
+            expected: expected.to_owned(),
+        });
+    }
+    Ok(Some(job))
+}
+
+/// Whether a record's `key` counts: only a key the key rules could have made under the
+/// destination prefix `dest` does.
+fn within(dest: &KeyPrefix, key: &str) -> bool {
+    key.strip_prefix(dest.as_str())
+        .and_then(|rel| ObjectKey::derive(dest, rel).ok())
+        .is_some_and(|k| k.as_str() == key)
 }
 
 /// Applies one record; `false` when it does not fit (a part of an unknown upload, a bad value).
@@ -437,12 +475,9 @@ fn apply(state: &mut JobState, record: Record) -> bool {
             ino,
             token,
         } => {
-            let Ok(algorithm) = alg.parse() else {
+            let Some(algorithm) = upload_algorithm(&upload_id, part_size, &alg) else {
                 return false;
             };
-            if upload_id.is_empty() || part_size == 0 {
-                return false;
-            }
             state.done.remove(&key);
             state.uploads.insert(
                 key,
@@ -466,43 +501,62 @@ fn apply(state: &mut JobState, record: Record) -> bool {
             checksum,
             etag,
         } => {
-            let Some(u) = state
-                .uploads
-                .get_mut(&key)
-                .filter(|u| u.upload_id.as_str() == upload_id)
-            else {
+            let Some(u) = upload_of(state, &key, &upload_id) else {
                 return false;
             };
-            let Ok(number) = PartNumber::new(u64::from(n)) else {
+            let Some((number, part)) = journal_part(n, size, checksum, etag) else {
                 return false;
             };
-            let checksum = match checksum {
-                Some(c) => match parse_checksum(&c) {
-                    Some(c) => Some(c),
-                    None => return false,
-                },
-                None => None,
-            };
-            u.parts.insert(
-                number,
-                JournalPart {
-                    size,
-                    checksum,
-                    etag,
-                },
-            );
+            u.parts.insert(number, part);
         }
         Record::Aborted { key, upload_id } => {
-            if state
-                .uploads
-                .get(&key)
-                .is_some_and(|u| u.upload_id.as_str() == upload_id)
-            {
+            if upload_of(state, &key, &upload_id).is_some() {
                 state.uploads.remove(&key);
             }
         }
     }
     true
+}
+
+/// The open upload of `key` when it is the upload `upload_id`: a record about another upload of
+/// the key (an older one) is not about the open one.
+fn upload_of<'s>(
+    state: &'s mut JobState,
+    key: &str,
+    upload_id: &str,
+) -> Option<&'s mut OpenUpload> {
+    state
+        .uploads
+        .get_mut(key)
+        .filter(|u| u.upload_id.as_str() == upload_id)
+}
+
+/// The checksum algorithm of an `upload` record, when its values can be an upload's: a known
+/// algorithm, an upload id, a part size above zero (`None`: the record does not fit).
+fn upload_algorithm(upload_id: &str, part_size: u64, alg: &str) -> Option<ChecksumAlgorithm> {
+    let algorithm = alg.parse().ok()?;
+    (!upload_id.is_empty() && part_size != 0).then_some(algorithm)
+}
+
+/// The part a `part` record describes, when its number is a part number and its checksum (if
+/// any) is one (`None`: the record does not fit).
+fn journal_part(
+    n: u32,
+    size: u64,
+    checksum: Option<String>,
+    etag: String,
+) -> Option<(PartNumber, JournalPart)> {
+    let number = PartNumber::new(u64::from(n)).ok()?;
+    let checksum = match checksum {
+        Some(c) => Some(parse_checksum(&c)?),
+        None => None,
+    };
+    let part = JournalPart {
+        size,
+        checksum,
+        etag,
+    };
+    Some((number, part))
 }
 
 /// One line of a journal as read.

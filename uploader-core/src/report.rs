@@ -3,6 +3,7 @@
 //! A failing file is data, not an early return: every input of a job appears exactly once in
 //! the [`Report`], in input order, as uploaded, skipped or failed with a stable error code.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -296,6 +297,37 @@ pub struct ResumeReport {
     pub parts_reused: u64,
     /// Bytes not sent again: those of the skipped files and of the reused parts.
     pub bytes_not_resent: u64,
+}
+
+/// What resuming spared, counted as the job goes (into [`ResumeReport`] at its end).
+#[derive(Debug, Default)]
+pub(crate) struct ResumeCounters {
+    files: AtomicU64,
+    parts: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ResumeCounters {
+    /// A file of `size` bytes skipped as already stored.
+    pub(crate) fn file_skipped(&self, size: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// `parts` parts of an open upload, `bytes` in all, reused.
+    pub(crate) fn parts_reused(&self, parts: u64, bytes: u64) {
+        self.parts.fetch_add(parts, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// What was counted so far.
+    pub(crate) fn report(&self) -> ResumeReport {
+        ResumeReport {
+            files_skipped: self.files.load(Ordering::Relaxed),
+            parts_reused: self.parts.load(Ordering::Relaxed),
+            bytes_not_resent: self.bytes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// How many requests a job had in flight (the limit is shared by the uploader's jobs).

@@ -22,9 +22,9 @@
 //! upload is completed (`source::file`): a reused part that is not the file's bytes fails the
 //! file instead of being stored.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tracing::{info, warn};
@@ -32,30 +32,13 @@ use tracing::{info, warn};
 use crate::checksum::cache::FileIdentity;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::job::Job;
-use crate::journal::{JobState, JournalConfig, JournalPart, JournalWriter, OpenUpload};
+use crate::journal::{JournalConfig, JournalPart, JournalWriter, OpenUpload, Resume};
 use crate::key::ObjectKey;
 use crate::plan::Plan;
-use crate::report::{Report, ResumeReport};
+use crate::report::Report;
 use crate::retry::{Interrupt, with_retries};
-use crate::store::{ListedPart, PartReceipt, ServiceErrorKind, UploadId};
+use crate::store::{ListedPart, PartNumber, PartReceipt, ServiceErrorKind, UploadId};
 use crate::transfer::{MultipartSession, abort_upload};
-
-/// What a resumed job may take from its earlier runs.
-#[derive(Debug)]
-pub(crate) enum Resume {
-    /// The journal's records.
-    Journal(Box<JobState>),
-    /// No journal: pending uploads are looked for with ListMultipartUploads.
-    Fallback,
-}
-
-/// What resuming spared, counted as the job goes.
-#[derive(Debug, Default)]
-pub(crate) struct ResumeCounters {
-    files: AtomicU64,
-    parts: AtomicU64,
-    bytes: AtomicU64,
-}
 
 /// The reason of a file skipped because an earlier run of the job stored it.
 pub(crate) const ALREADY_DONE: &str = "already uploaded by an earlier run of this job (resumed)";
@@ -119,11 +102,7 @@ pub(crate) async fn abort_stale(job: &Job, stale: Vec<(String, UploadId)>) {
 /// The end of a journaled job: what resuming spared into the report, the `end` record when
 /// every file was stored or skipped, and the last flush.
 pub(crate) fn finish(job: &Job, report: &mut Report) {
-    report.resumed = ResumeReport {
-        files_skipped: job.resumed.files.load(Ordering::Relaxed),
-        parts_reused: job.resumed.parts.load(Ordering::Relaxed),
-        bytes_not_resent: job.resumed.bytes.load(Ordering::Relaxed),
-    };
+    report.resumed = job.resumed.report();
     if let Some(j) = &job.journal
         && !report.cancelled
         && report.is_success()
@@ -153,8 +132,7 @@ pub(crate) async fn already_done(job: &Job, path: &Path, key: &ObjectKey) -> Opt
     if !meta.is_file() || !done.matches(&id) {
         return None;
     }
-    job.resumed.files.fetch_add(1, Ordering::Relaxed);
-    job.resumed.bytes.fetch_add(id.size, Ordering::Relaxed);
+    job.resumed.file_skipped(id.size);
     Some(id.size)
 }
 
@@ -172,84 +150,151 @@ pub(crate) async fn reopen(
     let Plan::Multipart { size, .. } = planned else {
         return None;
     };
-    let (upload_id, part_size, token, recorded) = match job.resume.as_ref()? {
-        Resume::Journal(_) => {
-            let open = journaled(job, key)?;
-            let unchanged = identity.is_some_and(|id| open.matches(&id));
-            if !unchanged || open.algorithm != job.config.checksum {
-                info!(%key, "the source (or the checksum algorithm) changed since its upload began: it is uploaded whole");
-                abort_upload(job, index, key.as_str(), &open.upload_id).await;
-                return None;
-            }
-            let parts = Some(&open.parts);
-            let token = Some(open.token.clone());
-            (open.upload_id.clone(), Some(open.part_size), token, parts)
-        }
-        Resume::Fallback => {
-            let modified = tokio::fs::metadata(path).await.ok()?.modified().ok()?;
-            let id = pending_upload(job, index, key, modified).await?;
-            (id, None, None, None)
-        }
-    };
-    let (k, id) = (key.as_str(), &upload_id);
-    let listed = with_retries(job, index, Interrupt::Yes, || {
-        Box::pin(async move { Ok(job.store.list_parts(k, id).await?) })
-    })
-    .await;
-    let listed = match listed {
-        Ok(l) => l,
-        Err(crate::error::TransferError::Store(e))
-            if e.kind() == Some(ServiceErrorKind::NoSuchUpload) =>
-        {
-            info!(%key, "the upload of an earlier run is gone: the file is uploaded whole");
-            return None;
-        }
-        Err(e) => {
-            let e = e.into_file_error();
-            warn!(%key, error = %e.message, "the parts of an earlier run cannot be listed: the file is uploaded whole");
-            if recorded.is_some() {
-                abort_upload(job, index, key.as_str(), &upload_id).await;
-            }
-            return None;
-        }
-    };
-    let part_size = part_size.or_else(|| inferred_part_size(&listed))?;
+    let earlier = earlier_upload(job, index, key, path, identity.as_ref()).await?;
+    let listed = listed_parts(job, index, key, &earlier).await?;
+    let part_size = earlier.part_size.or_else(|| inferred_part_size(&listed))?;
     let Some(plan) = Plan::with_part_size(size, part_size) else {
-        if recorded.is_some() {
-            abort_upload(job, index, key.as_str(), &upload_id).await;
+        if earlier.recorded.is_some() {
+            abort_upload(job, index, key.as_str(), &earlier.upload_id).await;
         }
         return None;
     };
     // An upload found without the journal goes into the new one, so that a second interruption
     // resumes it from the journal.
-    let token = token.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-    if let (Some(j), Some(id), None) = (&job.journal, &identity, recorded) {
+    let token = earlier
+        .token
+        .clone()
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    if let (Some(j), Some(id), None) = (&job.journal, &identity, earlier.recorded) {
         j.upload(
             key.as_str(),
-            &upload_id,
+            &earlier.upload_id,
             part_size,
             job.config.checksum,
             id,
             &token,
         );
     }
+    let reused = reused_parts(job, key, path, &earlier, &plan, &listed).await;
+    let bytes: u64 = reused.iter().map(|(_, len)| len).sum();
+    job.resumed.parts_reused(reused.len() as u64, bytes);
+    info!(%key, reused = reused.len(), of = plan.parts(), "multipart upload resumed");
+    let upload_id = earlier.upload_id;
+    let session = MultipartSession::reopen(job, index, key, upload_id, Some(token), reused);
+    Some((session, plan))
+}
+
+/// The multipart upload of an earlier run that a file may continue, as found.
+struct Earlier<'j> {
+    upload_id: UploadId,
+    /// The part size, when the journal records it (otherwise it is inferred from the parts).
+    part_size: Option<u64>,
+    /// The journal's token of the upload.
+    token: Option<String>,
+    /// The journal's records of its parts (`None`: found without the journal).
+    recorded: Option<&'j BTreeMap<PartNumber, JournalPart>>,
+}
+
+/// Which earlier upload of `key` the file at `path` may continue: the journal's, while the
+/// source is the version it was made of and the checksum algorithm is the job's (otherwise it
+/// is aborted and `None`), or without a journal the one pending upload ListMultipartUploads
+/// finds for the key.
+async fn earlier_upload<'j>(
+    job: &'j Job,
+    index: usize,
+    key: &ObjectKey,
+    path: &Path,
+    identity: Option<&FileIdentity>,
+) -> Option<Earlier<'j>> {
+    match job.resume.as_ref()? {
+        Resume::Journal(_) => {
+            let open = journaled(job, key)?;
+            let unchanged = identity.is_some_and(|id| open.matches(id));
+            if !unchanged || open.algorithm != job.config.checksum {
+                info!(%key, "the source (or the checksum algorithm) changed since its upload began: it is uploaded whole");
+                abort_upload(job, index, key.as_str(), &open.upload_id).await;
+                return None;
+            }
+            Some(Earlier {
+                upload_id: open.upload_id.clone(),
+                part_size: Some(open.part_size),
+                token: Some(open.token.clone()),
+                recorded: Some(&open.parts),
+            })
+        }
+        Resume::Fallback => {
+            let modified = tokio::fs::metadata(path).await.ok()?.modified().ok()?;
+            let upload_id = pending_upload(job, index, key, modified).await?;
+            Some(Earlier {
+                upload_id,
+                part_size: None,
+                token: None,
+                recorded: None,
+            })
+        }
+    }
+}
+
+/// The parts the server lists for the earlier upload, or `None` when the file is uploaded
+/// whole: the upload is gone, or its parts cannot be listed (then a journaled upload is
+/// aborted).
+async fn listed_parts(
+    job: &Job,
+    index: usize,
+    key: &ObjectKey,
+    earlier: &Earlier<'_>,
+) -> Option<Vec<ListedPart>> {
+    let (k, id) = (key.as_str(), &earlier.upload_id);
+    let listed = with_retries(job, index, Interrupt::Yes, || {
+        Box::pin(async move { Ok(job.store.list_parts(k, id).await?) })
+    })
+    .await;
+    match listed {
+        Ok(l) => Some(l),
+        Err(crate::error::TransferError::Store(e))
+            if e.kind() == Some(ServiceErrorKind::NoSuchUpload) =>
+        {
+            info!(%key, "the upload of an earlier run is gone: the file is uploaded whole");
+            None
+        }
+        Err(e) => {
+            let e = e.into_file_error();
+            warn!(%key, error = %e.message, "the parts of an earlier run cannot be listed: the file is uploaded whole");
+            if earlier.recorded.is_some() {
+                abort_upload(job, index, key.as_str(), id).await;
+            }
+            None
+        }
+    }
+}
+
+/// The listed parts of `plan` that hold the local bytes (see [`verified`]), with their sizes;
+/// the others are sent again. A part verified by hashing the local range is journaled, as if
+/// just sent.
+async fn reused_parts(
+    job: &Job,
+    key: &ObjectKey,
+    path: &Path,
+    earlier: &Earlier<'_>,
+    plan: &Plan,
+    listed: &[ListedPart],
+) -> Vec<(PartReceipt, u64)> {
     let mut reused = Vec::new();
-    for p in &listed {
+    for p in listed {
         if p.part_number.get() > plan.parts() {
             continue;
         }
         let (offset, len) = plan.part_range(p.part_number.get());
-        let ours = recorded.and_then(|r| r.get(&p.part_number));
+        let ours = earlier.recorded.and_then(|r| r.get(&p.part_number));
         let Some(receipt) = verified(job, path, offset, len, p, ours).await else {
             info!(%key, part = p.part_number.get(), "a listed part does not match the local bytes: it is sent again");
             continue;
         };
-        // A part verified by hashing the local range is journaled, as if just sent.
         if let (Some(j), None) = (&job.journal, ours) {
             let sum = receipt.checksum.as_ref();
             j.part(
                 key.as_str(),
-                &upload_id,
+                &earlier.upload_id,
                 p.part_number,
                 len,
                 sum,
@@ -258,14 +303,7 @@ pub(crate) async fn reopen(
         }
         reused.push((receipt, len));
     }
-    let bytes: u64 = reused.iter().map(|(_, len)| len).sum();
-    job.resumed
-        .parts
-        .fetch_add(reused.len() as u64, Ordering::Relaxed);
-    job.resumed.bytes.fetch_add(bytes, Ordering::Relaxed);
-    info!(%key, reused = reused.len(), of = plan.parts(), "multipart upload resumed");
-    let session = MultipartSession::reopen(job, index, key, upload_id, Some(token), reused);
-    Some((session, plan))
+    reused
 }
 
 /// The one pending upload of exactly `key` that may be an earlier run's: initiated after the
@@ -444,7 +482,6 @@ async fn hash_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PartNumber;
 
     fn crc(b: &[u8]) -> Checksum {
         Checksum::of_bytes(ChecksumAlgorithm::Crc32c, b)
