@@ -628,11 +628,13 @@ impl JournalWriter {
         if let Some(dir) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .truncate(false)
-            .open(&config.path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true).truncate(false);
+        // Like the checksum cache: the journal names the user's files and keys; only its owner
+        // reads it.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&config.path)?;
         if !keep {
             file.set_len(0)?;
         }
@@ -891,6 +893,12 @@ mod tests {
     fn round_trips_and_binds_to_its_job() {
         let dir = tempfile::tempdir().unwrap();
         let (c, _) = written(dir.path());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&c.path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "only its owner reads a journal");
+        }
         let s = read(&c.path, Some("abc"), Some(&c.prefix))
             .unwrap()
             .unwrap();
