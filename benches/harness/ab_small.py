@@ -11,7 +11,7 @@ readable on a busy machine.
 
 A client whose path ends in `s5cmd` is run as s5cmd (256 workers, its default); any other as
 `uploader upload` with the harness's flags. DELAY: the server answers every request that many
-ms late (discard-20ms). ARGS: extra flags for uploader. The clients' state (uploader's checksum
+ms late (discard-20ms). ARGS: extra flags for uploader. WORKLOAD: medium or large instead of small. The clients' state (uploader's checksum
 cache) goes to a temporary directory."""
 import os, socket, statistics, subprocess, sys, tempfile, time
 
@@ -27,7 +27,7 @@ state = tempfile.mkdtemp(prefix="ab-small-state-")
 env.update(AWS_ACCESS_KEY_ID="benchkey", AWS_SECRET_ACCESS_KEY="benchsecret", AWS_DEFAULT_REGION="us-east-1",
            AWS_EC2_METADATA_DISABLED="true", AWS_SHARED_CREDENTIALS_FILE="/dev/null", XDG_STATE_HOME=state)
 endpoint = f"http://127.0.0.1:{port}"
-src = os.path.join(LAB, "data", "small")
+src = os.path.join(LAB, "data", os.environ.get("WORKLOAD", "small"))
 extra = os.environ.get("ARGS", "").split()
 res = {c: ([], []) for c in clients}
 try:
@@ -51,7 +51,9 @@ try:
 finally:
     srv.kill()
 files = sum(len(f) for _, _, f in os.walk(src))
+size = sum(os.path.getsize(os.path.join(d, n)) for d, _, fs in os.walk(src) for n in fs)
 for c in clients:
     cpu, wall = (statistics.median(x) for x in res[c])
-    print(f"{c}: client CPU median {cpu:.3f} s (min {min(res[c][0]):.3f}), {cpu / files * 1e6:.0f} µs/file; "
+    print(f"{c}: client CPU median {cpu:.3f} s (min {min(res[c][0]):.3f}), {cpu / files * 1e6:.0f} µs/file, "
+          f"{cpu / (size / 2**30):.2f} s/GiB; "
           f"wall median {wall:.3f} s, {files / wall:.0f} files/s")

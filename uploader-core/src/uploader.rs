@@ -266,10 +266,16 @@ impl Uploader {
             cancel.clone(),
             Some(ev_tx),
         );
-        // The cache of this destination only (see `checksum::cache`).
-        let cache = self.config.checksum_cache.as_deref().map(|base| {
+        // The files' checksums from the base file, the objects' of this destination only
+        // (see `checksum::cache`).
+        let cache = self.config.checksum_cache.clone().map(|base| {
             let prefix = dest.as_ref().map_or("", |d| d.prefix.as_str());
-            crate::checksum::cache::destination_path(base, self.store.location().as_deref(), prefix)
+            let objects = crate::checksum::cache::destination_path(
+                &base,
+                self.store.location().as_deref(),
+                prefix,
+            );
+            (base, objects)
         });
         job.sync = SyncState::new(self.config.skip_existing, dest);
         let rx = match &job.sync {
@@ -282,8 +288,10 @@ impl Uploader {
         }
         let journal = self.config.journal.clone();
         let join = tokio::spawn(async move {
-            if let Some(path) = cache {
-                let loaded = tokio::task::spawn_blocking(move || ChecksumCache::load(path)).await;
+            if let Some((files, objects)) = cache {
+                let loaded =
+                    tokio::task::spawn_blocking(move || ChecksumCache::load_split(files, objects))
+                        .await;
                 job.checksums = loaded.ok().map(Arc::new);
             }
             let mut stale = Vec::new();

@@ -14,13 +14,15 @@
 //! ETag needs no HEAD to know the object's checksum (an object rewritten by anyone gets
 //! another ETag).
 //!
-//! One file per destination: a job loads and saves only the cache of its store location and key
-//! prefix ([`destination_path`]), so its cost follows that destination's history, not every
-//! upload this user ever made (a single file would grow with every key written anywhere, and
-//! be read and rewritten whole by every job). Files of destinations not written for
-//! [`STALE_AFTER`] are deleted when another cache is saved beside them. Within one
-//! destination there is no eviction: entries of files that no longer exist stay; each costs
-//! about 80 bytes.
+//! The two tables live apart ([`ChecksumCache::load_split`]): the files' checksums in the base
+//! file (what is known of a local file holds for every destination: a large file uploaded to a
+//! new prefix is not hashed again), the objects' in one file per destination
+//! ([`destination_path`]: its store location and key prefix), so a job reads and writes only
+//! its destination's objects and its cost follows that destination's history, not every key
+//! this user ever wrote (in one file they grew with every key written anywhere, and were read
+//! and rewritten whole by every job). Destination files not written for [`STALE_AFTER`] are
+//! deleted when another is saved beside them. There is no other eviction: entries of files
+//! that no longer exist stay; each costs about 80 bytes.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -165,10 +167,13 @@ impl Entries {
 }
 
 /// Full-file checksums by [`FileIdentity`], and the checksums of object versions this program
-/// wrote or verified (by location, key and ETag), loaded from and saved to one file.
+/// wrote or verified (by location, key and ETag), loaded from and saved to one file, or the
+/// objects to a file of their own ([`ChecksumCache::load_split`]).
 #[derive(Debug)]
 pub struct ChecksumCache {
     path: PathBuf,
+    /// Where the objects' table lives, when not in `path`.
+    objects_path: Option<PathBuf>,
     state: Mutex<State>,
 }
 
@@ -188,6 +193,27 @@ impl ChecksumCache {
         debug!(path = %path.display(), files = entries.files.len(), objects = entries.objects.len(), "checksum cache loaded");
         ChecksumCache {
             path,
+            objects_path: None,
+            state: Mutex::new(State {
+                entries,
+                added: Entries::default(),
+            }),
+        }
+    }
+
+    /// Loads the files' table from `files` and the objects' from `objects` (blocking; each as
+    /// [`ChecksumCache::load`] does; objects found in `files`, or files in `objects`, are left
+    /// out, so an older cache that held both sheds its objects at the next save).
+    pub fn load_split(files: impl Into<PathBuf>, objects: impl Into<PathBuf>) -> ChecksumCache {
+        let (path, objects_path) = (files.into(), objects.into());
+        let entries = Entries {
+            files: read_entries(&path).files,
+            objects: read_entries(&objects_path).objects,
+        };
+        debug!(files_path = %path.display(), objects_path = %objects_path.display(), files = entries.files.len(), objects = entries.objects.len(), "checksum cache loaded");
+        ChecksumCache {
+            path,
+            objects_path: Some(objects_path),
             state: Mutex::new(State {
                 entries,
                 added: Entries::default(),
@@ -252,15 +278,39 @@ impl ChecksumCache {
     /// warnings: the cache only saves work.
     pub fn save(&self) {
         let added = std::mem::take(&mut self.state.lock().unwrap().added);
-        if added.is_empty() {
+        let Some(objects_path) = &self.objects_path else {
+            if !added.is_empty() {
+                merge_into(&self.path, added, |_| {});
+            }
             return;
+        };
+        if !added.files.is_empty() {
+            let files = Entries {
+                files: added.files,
+                objects: Objects::default(),
+            };
+            merge_into(&self.path, files, |on_disk| on_disk.objects.clear());
         }
-        let mut all = read_entries(&self.path);
-        all.extend(added);
-        if let Err(e) = write_entries(&self.path, &all) {
-            warn!(path = %self.path.display(), error = %e, "could not save the checksum cache (files will be hashed again next time)");
+        if !added.objects.is_empty() {
+            let objects = Entries {
+                files: HashMap::new(),
+                objects: added.objects,
+            };
+            merge_into(objects_path, objects, |on_disk| on_disk.files.clear());
+            prune_stale(objects_path);
         }
-        prune_stale(&self.path);
+    }
+}
+
+/// Writes `added` over the cache file at `path`, merged with what is on disk now (after `keep`
+/// dropped what does not belong in that file). A failure is a warning: the cache only saves
+/// work.
+fn merge_into(path: &Path, added: Entries, keep: impl FnOnce(&mut Entries)) {
+    let mut all = read_entries(path);
+    keep(&mut all);
+    all.extend(added);
+    if let Err(e) = write_entries(path, &all) {
+        warn!(path = %path.display(), error = %e, "could not save the checksum cache (files will be hashed again next time)");
     }
 }
 
@@ -460,7 +510,7 @@ mod tests {
     }
 
     #[test]
-    fn each_destination_has_its_own_file_and_stale_ones_are_pruned() {
+    fn files_are_shared_objects_are_per_destination_and_stale_ones_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("checksums");
         let a = destination_path(&base, Some("http://h:1/bucket"), "p/");
@@ -472,38 +522,65 @@ mod tests {
         assert!(name.starts_with("checksums.") && name.len() == "checksums.".len() + 16);
         assert_eq!(a.parent(), Some(dir.path()));
 
-        // Written for one destination, not seen by another.
+        // A file's checksum is known to every destination; an object's only to its own.
         let sum = Checksum::of_bytes(ChecksumAlgorithm::Crc32c, b"x");
-        let ca = ChecksumCache::load(&a);
+        let ca = ChecksumCache::load_split(&base, &a);
         ca.insert(id(1), sum.clone());
+        ca.insert_object("http://h:1/bucket", "p/k", "etag-1", sum.clone());
         ca.save();
+        let again = ChecksumCache::load_split(&base, &a);
         assert_eq!(
-            ChecksumCache::load(&a).get(&id(1), ChecksumAlgorithm::Crc32c),
+            again.get(&id(1), ChecksumAlgorithm::Crc32c),
             Some(sum.clone())
         );
         assert_eq!(
-            ChecksumCache::load(&b).get(&id(1), ChecksumAlgorithm::Crc32c),
-            None
+            again.object("http://h:1/bucket", "p/k", "etag-1"),
+            Some(sum.clone())
         );
+        let other = ChecksumCache::load_split(&base, &b);
+        assert_eq!(
+            other.get(&id(1), ChecksumAlgorithm::Crc32c),
+            Some(sum.clone()),
+            "files are shared"
+        );
+        assert_eq!(other.object("http://h:1/bucket", "p/k", "etag-1"), None);
+        // The base holds no object, the destination file no file.
+        assert!(read_entries(&base).objects.is_empty());
+        assert!(read_entries(&a).files.is_empty());
 
-        // A cache not written for over 90 days goes when another is saved; fresh ones, and
-        // files that are not destination caches, stay.
+        // An older cache with both tables in the base sheds its objects at the next save.
+        let legacy = dir.path().join("legacy");
+        let old = ChecksumCache::load(&legacy);
+        old.insert(id(3), sum.clone());
+        old.insert_object("http://h:1/bucket", "old", "etag-0", sum.clone());
+        old.save();
+        let split = ChecksumCache::load_split(&legacy, destination_path(&legacy, None, ""));
+        assert_eq!(split.object("http://h:1/bucket", "old", "etag-0"), None);
+        split.insert(id(4), sum.clone());
+        split.save();
+        let left = read_entries(&legacy);
+        assert!(left.objects.is_empty() && left.files.len() == 2, "{left:?}");
+
+        // A destination file not written for over 90 days goes when another is saved; fresh
+        // ones, and files that are not destination caches, stay.
         let stale = destination_path(&base, Some("http://old/bucket"), "");
         let unrelated = dir.path().join("checksums.not-a-hash");
-        let legacy = dir.path().join("checksums");
-        for p in [&stale, &unrelated, &legacy] {
-            std::fs::write(p, "x").unwrap();
-            let f = std::fs::File::options().write(true).open(p).unwrap();
+        for p in [&stale, &unrelated, &base] {
+            let f = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap();
             f.set_modified(std::time::SystemTime::now() - STALE_AFTER * 2)
                 .unwrap();
         }
-        let cb = ChecksumCache::load(&b);
-        cb.insert(id(2), sum);
+        let cb = ChecksumCache::load_split(&base, &b);
+        cb.insert_object("http://h:1/bucket", "q/k", "etag-2", sum);
         cb.save();
         assert!(!stale.exists(), "the stale destination cache is deleted");
         assert!(a.exists() && b.exists());
         assert!(
-            unrelated.exists() && legacy.exists(),
+            unrelated.exists() && base.exists(),
             "only destination caches are pruned"
         );
     }
