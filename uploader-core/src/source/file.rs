@@ -132,8 +132,9 @@ pub(crate) async fn upload(
             Content::Whole {
                 data,
                 checksum: Some(checksum),
+                verified,
             },
-        ) => Some((data, checksum, reserved)),
+        ) => Some((data, checksum, verified, reserved)),
         _ => {
             drop(reserved);
             None
@@ -162,8 +163,9 @@ fn dry_run(plan: Plan) -> FileOutcome {
     }
 }
 
-/// A small file's bytes, their checksum, and the budget that covers them.
-type Inline = (Bytes, Checksum, OwnedSemaphorePermit);
+/// A small file's bytes, their checksum, whether they are known to be the version
+/// `FileTask::identity` of the file, and the budget that covers them.
+type Inline = (Bytes, Checksum, bool, OwnedSemaphorePermit);
 
 /// Sends one planned file through the life cycle and maps its result.
 async fn send(job: &Arc<Job>, task: &FileTask, plan: Plan, inline: Option<Inline>) -> FileOutcome {
@@ -202,10 +204,10 @@ async fn single(
     task: &FileTask,
     inline: Option<Inline>,
 ) -> Result<Stored, TransferError> {
-    // Bytes read whole were checked to be version `task.identity` of the file (its identity
-    // before the open equals the open file's after the read), so their checksum is that
-    // version's: cached without a stat. Anything else is stat'ed again after the PUT.
-    let read_whole = inline.is_some();
+    // Bytes read whole and checked to be version `task.identity` of the file (its identity
+    // before the open equals the open file's after the read) have that version's checksum:
+    // cached without a stat. Anything else is stat'ed again after the PUT.
+    let read_whole = inline.as_ref().is_some_and(|(_, _, verified, _)| *verified);
     let stored = single_put(job, task, inline).await?;
     if let Some(full) = stored.full.as_ref().filter(|_| job.checksums.is_some()) {
         // Sent and checked unchanged: the next sync need not read it, nor HEAD the object.
@@ -228,7 +230,7 @@ async fn single_put(
     let extra = &task.extra_metadata();
     match inline {
         // Read whole (and checked unchanged while reading) when it was sniffed.
-        Some((data, checksum, _reserved)) => {
+        Some((data, checksum, _, _reserved)) => {
             let prepared = Prepared {
                 body: Body::Bytes(data),
                 checksum,
@@ -473,6 +475,8 @@ enum Content {
     Whole {
         data: Bytes,
         checksum: Option<Checksum>,
+        /// The open file was, after the read, the version stat'ed before the open.
+        verified: bool,
     },
     /// The first [`SNIFF_WINDOW`] bytes and the last [`TAIL_WINDOW`] (the file is longer than
     /// [`INLINE_MAX`], so both exist).
@@ -525,9 +529,9 @@ fn load(path: &Path, checksum: Option<ChecksumAlgorithm>) -> Result<Loaded, File
     })
 }
 
-/// The whole of a small file, checked unchanged while it was read: the open file is, after the
-/// read, the version `identity` that was stat'ed before the open (same inode, size, mtime and
-/// ctime), so the bytes are that version's.
+/// The whole of a small file, checked unchanged while it was read (size and mtime), and whether
+/// the open file is, after the read, the version `identity` that was stat'ed before the open
+/// (same device, inode, size, mtime and ctime): then the bytes are that version's.
 fn read_whole(
     f: &mut std::fs::File,
     size: u64,
@@ -545,11 +549,7 @@ fn read_whole(
         .read_to_end(&mut data)
         .map_err(unreadable)?;
     let after = f.metadata().map_err(unreadable)?;
-    if data.len() as u64 != size
-        || after.len() != size
-        || after.modified().ok() != modified
-        || FileIdentity::of(&after) != identity
-    {
+    if data.len() as u64 != size || after.len() != size || after.modified().ok() != modified {
         return Err(FileError::new(
             ErrorCode::SourceChanged,
             format!(
@@ -563,6 +563,9 @@ fn read_whole(
     Ok(Content::Whole {
         data: data.into(),
         checksum,
+        // Not a reason to fail (a filesystem may number a path's stat and an open file's
+        // differently): only to stat again before caching the checksum.
+        verified: identity.is_some() && FileIdentity::of(&after) == identity,
     })
 }
 
